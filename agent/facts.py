@@ -1,0 +1,170 @@
+"""Device facts and device state, read from /proc and /sys below a configurable root.
+
+Every read goes through `SysRoot`, so a tree captured from a real device can stand in
+for `/` in tests (`agent info --root DIR`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import socket
+from typing import List, Optional
+
+from agent import runtime as runtimes
+from agent.schema import CpuFacts, DeviceState, Facts
+
+# ARM "CPU part" numbers of the cores edge devices ship with.
+_ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+    "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+    "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3",
+    "0xc07": "Cortex-A7", "0xc0f": "Cortex-A15", "0xb76": "ARM1176",
+}
+
+
+class SysRoot:
+    """Reads files below `root` (normally `/`); a missing file reads as None."""
+
+    def __init__(self, root: str = "/"):
+        self.root = root
+
+    def path(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def read(self, path: str) -> Optional[str]:
+        try:
+            with open(self.path(path), "rb") as f:
+                return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
+        except OSError:
+            return None
+
+    def read_int(self, path: str) -> Optional[int]:
+        text = self.read(path)
+        try:
+            return int(text) if text is not None else None
+        except ValueError:
+            return None
+
+    def glob(self, pattern: str) -> List[str]:
+        """Matching paths, relative to the root, sorted."""
+        base = self.path("")
+        return sorted("/" + os.path.relpath(p, base) for p in glob.glob(self.path(pattern)))
+
+
+def read_facts(root: str = "/") -> Facts:
+    """What this device is, as far as a benchmark result needs to say."""
+    sys_root = SysRoot(root)
+    runtime = runtimes.detect()
+    return Facts(
+        hostname=_hostname(sys_root),
+        board=_board(sys_root),
+        machine=platform.machine(),
+        os=_os_name(sys_root),
+        kernel=sys_root.read("/proc/sys/kernel/osrelease") or platform.release(),
+        python=platform.python_version(),
+        runtime=runtime.name if runtime else None,
+        runtime_version=runtime.version if runtime else None,
+        cpu=_cpu(sys_root),
+        memory_mb=_memory_mb(sys_root),
+        temp_c=read_temp_c(sys_root),
+    )
+
+
+def read_state(sys_root: SysRoot) -> DeviceState:
+    """Temperature and CPU clock now (the start of a cell)."""
+    return DeviceState(temp_c_start=read_temp_c(sys_root), cpu_freq_mhz_start=_cur_freq_mhz(sys_root))
+
+
+def finish_state(sys_root: SysRoot, start: DeviceState) -> DeviceState:
+    """`start` completed with the temperature and CPU clock at the end of a cell."""
+    return DeviceState(
+        temp_c_start=start.temp_c_start,
+        temp_c_end=read_temp_c(sys_root),
+        throttled=start.throttled,
+        cpu_freq_mhz_start=start.cpu_freq_mhz_start,
+        cpu_freq_mhz_end=_cur_freq_mhz(sys_root),
+    )
+
+
+def read_temp_c(sys_root: SysRoot) -> Optional[float]:
+    """The CPU's temperature from the thermal zones (the hottest CPU/SoC zone, else any)."""
+    readings = []
+    for zone in sys_root.glob("/sys/class/thermal/thermal_zone*"):
+        millideg = sys_root.read_int(zone + "/temp")
+        if millideg is None:
+            continue
+        kind = (sys_root.read(zone + "/type") or "").lower()
+        readings.append((any(k in kind for k in ("cpu", "soc", "x86_pkg")), millideg / 1000.0))
+    if not readings:
+        return None
+    preferred = [t for is_cpu, t in readings if is_cpu]
+    return max(preferred or [t for _, t in readings])
+
+
+def _hostname(sys_root: SysRoot) -> str:
+    if sys_root.root == "/":
+        return socket.gethostname()
+    return sys_root.read("/etc/hostname") or "unknown"
+
+
+def _board(sys_root: SysRoot) -> Optional[str]:
+    return (sys_root.read("/proc/device-tree/model")
+            or sys_root.read("/sys/firmware/devicetree/base/model"))
+
+
+def _os_name(sys_root: SysRoot) -> str:
+    for line in (sys_root.read("/etc/os-release") or "").splitlines():
+        key, _, value = line.partition("=")
+        if key == "PRETTY_NAME":
+            return value.strip().strip('"')
+    return platform.system()
+
+
+def _cpuinfo(sys_root: SysRoot) -> List[dict]:
+    blocks, current = [], {}
+    for line in (sys_root.read("/proc/cpuinfo") or "").splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current = {}
+            continue
+        key, _, value = line.partition(":")
+        current[key.strip()] = value.strip()
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _cpu(sys_root: SysRoot) -> CpuFacts:
+    blocks = _cpuinfo(sys_root)
+    processors = [b for b in blocks if "processor" in b]
+    count = len(processors) or (os.cpu_count() if sys_root.root == "/" else 0) or 0
+    model = None
+    for block in processors:
+        model = block.get("model name") or _ARM_PARTS.get(block.get("CPU part", "").lower())
+        if model:
+            break
+    max_khz = [sys_root.read_int(p + "/cpuinfo_max_freq")
+               for p in sys_root.glob("/sys/devices/system/cpu/cpufreq/policy*")]
+    max_khz = [k for k in max_khz if k]
+    return CpuFacts(
+        count=count,
+        model=model,
+        max_freq_mhz=max(max_khz) / 1000.0 if max_khz else None,
+        governor=sys_root.read("/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"),
+    )
+
+
+def _cur_freq_mhz(sys_root: SysRoot) -> Optional[float]:
+    khz = sys_root.read_int("/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq")
+    return khz / 1000.0 if khz else None
+
+
+def _memory_mb(sys_root: SysRoot) -> Optional[int]:
+    for line in (sys_root.read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return None

@@ -1,0 +1,167 @@
+"""The wire protocol between controller and agent: every message, defined once.
+
+A message is a multipart ZeroMQ message:
+
+    frame 0   PROTOCOL: protocol name and major version
+    frame 1   the message struct, msgpack-encoded, tagged by its `type`
+    frame 2+  raw binary payload (model chunks), only where a message says so
+
+Minor versions only add optional fields; a peer ignores fields it does not know.
+
+Model transfer is content-addressed and pulled by the agent: the controller sends
+`Offer(sha256, size)`; the agent answers `Have` when it already holds that model, or
+asks for it with `Fetch` requests, at most `FETCH_CREDIT` in flight, each answered by a
+`Chunk` carrying the bytes. When the last byte is verified the agent answers `Have`.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Union
+
+import msgspec
+
+from agent.schema import Cell, Facts, Settings
+
+PROTOCOL = b"EDGEBENCH/1"
+MINOR = 0
+CHUNK_SIZE = 1 << 20
+FETCH_CREDIT = 8
+# The first line `agent serve` prints on stdout once it accepts connections; a
+# controller that started the agent reads the endpoint from it.
+READY_PREFIX = "edgebench agent listening on "
+# Largest frame either side accepts; a chunk plus headroom. Bigger frames are dropped by
+# libzmq before they reach the application (ZMQ_MAXMSGSIZE).
+MAX_FRAME_BYTES = CHUNK_SIZE + (64 << 10)
+
+
+class Message(msgspec.Struct, tag_field="type", kw_only=True):
+    """Base of every wire message."""
+
+
+class Hello(Message, tag="hello"):
+    client_version: str
+    minor: int = MINOR
+
+
+class Welcome(Message, tag="welcome"):
+    agent_version: str
+    minor: int
+    runtime: Optional[str]
+    runtime_version: Optional[str]
+    delegates: List[str]
+    facts: Facts
+
+
+class Ping(Message, tag="ping"):
+    seq: int
+
+
+class Pong(Message, tag="pong"):
+    seq: int
+
+
+class Offer(Message, tag="offer"):
+    sha256: str
+    size: int
+    name: str
+
+
+class Fetch(Message, tag="fetch"):
+    sha256: str
+    offset: int
+    length: int
+
+
+class Chunk(Message, tag="chunk"):
+    """Followed by one payload frame with `length` bytes of the model at `offset`."""
+
+    sha256: str
+    offset: int
+
+
+class Have(Message, tag="have"):
+    sha256: str
+    transferred: int = 0
+
+
+class CellSpec(msgspec.Struct, kw_only=True):
+    """One cell of a job: which model, how to run it."""
+
+    model_sha256: str
+    model_name: str
+    delegate: str
+    threads: int
+    settings: Settings
+    seed: int = 0
+
+
+class RunJob(Message, tag="run"):
+    job_id: str
+    cells: List[CellSpec]
+
+
+class JobAccepted(Message, tag="accepted"):
+    job_id: str
+    cells: int
+
+
+class CellStarted(Message, tag="cell_started"):
+    job_id: str
+    index: int
+    pid: int
+
+
+class CellDone(Message, tag="cell_done"):
+    job_id: str
+    index: int
+    cell: Cell
+
+
+class JobDone(Message, tag="job_done"):
+    job_id: str
+
+
+class InfoRequest(Message, tag="info"):
+    pass
+
+
+class InfoReply(Message, tag="facts"):
+    facts: Facts
+
+
+class Error(Message, tag="error"):
+    """A request the agent could not honour; `ref` names what it was about."""
+
+    message: str
+    ref: Optional[str] = None
+
+
+AnyMessage = Union[
+    Hello, Welcome, Ping, Pong, Offer, Fetch, Chunk, Have, RunJob, JobAccepted,
+    CellStarted, CellDone, JobDone, InfoRequest, InfoReply, Error,
+]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyMessage)
+
+
+class ProtocolError(ValueError):
+    """A message that cannot be decoded: wrong protocol, malformed or unknown."""
+
+
+def encode(message: Message, *payload: bytes) -> List[bytes]:
+    """The frames of `message` followed by its raw payload frames."""
+    return [PROTOCOL, _encoder.encode(message), *payload]
+
+
+def decode(frames: List[bytes]) -> Tuple[AnyMessage, List[bytes]]:
+    """Split received frames into a validated message and its payload frames."""
+    if len(frames) < 2:
+        raise ProtocolError(f"expected at least 2 frames, got {len(frames)}")
+    if frames[0] != PROTOCOL:
+        raise ProtocolError(f"unsupported protocol {bytes(frames[0][:32])!r}, expected {PROTOCOL!r}")
+    try:
+        message = _decoder.decode(frames[1])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"malformed message: {exc}") from None
+    return message, list(frames[2:])

@@ -1,0 +1,24 @@
+"""`controller` command line: parses arguments and hands off to one module per command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional
+
+from controller.commands import devices, info, run
+
+COMMANDS = (run, info, devices)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controller", description="edgebench: benchmark LiteRT models on edge devices")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

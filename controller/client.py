@@ -1,0 +1,131 @@
+"""The controller's side of the wire: a DEALER socket talking to one agent."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Callable, List, Optional
+
+import zmq
+
+from agent import protocol
+from agent.protocol import (
+    CellDone, CellSpec, CellStarted, Chunk, Error, Fetch, Have, Hello, InfoReply, InfoRequest,
+    JobAccepted, JobDone, Message, Offer, Ping, Pong, RunJob, Welcome,
+)
+from agent.schema import Cell, Facts
+from controller import __version__
+
+# Send a ping after this much silence; declare the agent lost after `lost_after_s`.
+HEARTBEAT_S = 5.0
+LOST_AFTER_S = 30.0
+
+
+class AgentError(RuntimeError):
+    """The agent refused a request; the message is the agent's own line."""
+
+
+class AgentLost(ConnectionError):
+    """The agent stopped answering."""
+
+
+class AgentClient:
+    """A connection to one agent. Not thread-safe: one client per thread."""
+
+    def __init__(self, endpoint: str, lost_after_s: float = LOST_AFTER_S,
+                 heartbeat_s: float = HEARTBEAT_S):
+        self.endpoint = endpoint
+        self.lost_after_s = lost_after_s
+        self.heartbeat_s = min(heartbeat_s, lost_after_s)
+        self.bytes_sent = 0
+        self._ctx = zmq.Context.instance()
+        self._socket = self._ctx.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
+        self._socket.setsockopt(zmq.ROUTING_ID, uuid.uuid4().bytes)
+        self._socket.connect(endpoint)
+        self._ping_seq = 0
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> "AgentClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _send(self, message: Message, *payload: bytes) -> None:
+        self._socket.send_multipart(protocol.encode(message, *payload), copy=False)
+
+    def _receive(self, lost_after_s: Optional[float] = None) -> tuple:
+        """The next message other than a Pong, pinging while the agent is silent."""
+        lost_after_s = lost_after_s or self.lost_after_s
+        last_heard = time.monotonic()
+        while True:
+            silent = time.monotonic() - last_heard
+            if silent >= lost_after_s:
+                raise AgentLost(f"agent at {self.endpoint} did not answer for {lost_after_s:.0f} s")
+            if self._socket.poll(int(min(self.heartbeat_s, lost_after_s - silent) * 1000)):
+                message, payload = protocol.decode(self._socket.recv_multipart())
+                last_heard = time.monotonic()
+                if not isinstance(message, Pong):
+                    return message, payload
+            else:
+                self._ping_seq += 1
+                self._send(Ping(seq=self._ping_seq))
+
+    def _expect(self, kind: type, timeout_s: Optional[float] = None):
+        message, _ = self._receive(timeout_s)
+        if isinstance(message, Error):
+            raise AgentError(message.message)
+        if not isinstance(message, kind):
+            raise AgentError(f"expected {kind.__name__}, agent sent {type(message).__name__}")
+        return message
+
+    def hello(self, timeout_s: Optional[float] = None) -> Welcome:
+        """Open the conversation: the agent's version, runtime, delegates and facts."""
+        self._send(Hello(client_version=__version__))
+        return self._expect(Welcome, timeout_s)
+
+    def info(self) -> Facts:
+        self._send(InfoRequest())
+        return self._expect(InfoReply).facts
+
+    def push_model(self, path: str, sha256: str, size: int, name: str) -> int:
+        """Make sure the agent holds this model; returns the model bytes sent (0 if cached)."""
+        self._send(Offer(sha256=sha256, size=size, name=name))
+        sent = 0
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            while True:
+                message, _ = self._receive()
+                if isinstance(message, Fetch) and message.sha256 == sha256:
+                    data = os.pread(fd, message.length, message.offset)
+                    self._send(Chunk(sha256=sha256, offset=message.offset), data)
+                    sent += len(data)
+                elif isinstance(message, Have) and message.sha256 == sha256:
+                    self.bytes_sent += sent
+                    return sent
+                elif isinstance(message, Error):
+                    raise AgentError(message.message)
+        finally:
+            os.close(fd)
+
+    def run_job(self, job_id: str, cells: List[CellSpec],
+                on_started: Callable[[int, int], None] = lambda index, pid: None,
+                on_cell: Callable[[int, Cell], None] = lambda index, cell: None) -> None:
+        """Run the cells on the agent, calling back as each starts and finishes."""
+        self._send(RunJob(job_id=job_id, cells=cells))
+        self._expect(JobAccepted)
+        while True:
+            message, _ = self._receive()
+            if isinstance(message, CellStarted) and message.job_id == job_id:
+                on_started(message.index, message.pid)
+            elif isinstance(message, CellDone) and message.job_id == job_id:
+                on_cell(message.index, message.cell)
+            elif isinstance(message, JobDone) and message.job_id == job_id:
+                return
+            elif isinstance(message, Error):
+                raise AgentError(message.message)

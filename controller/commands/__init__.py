@@ -1,0 +1,36 @@
+"""One module per `controller` command, each with `register(subparsers)`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List
+
+import msgspec
+from rich.console import Console
+
+
+def comma_list(text: str) -> List[str]:
+    """`a,b,c` as a list, ignoring empty items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_ints(text: str) -> List[int]:
+    """`1,2,4` as positive integers (an argparse type)."""
+    try:
+        values = [int(item) for item in comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def print_json(record) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
+    sys.stdout.flush()
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)

@@ -1,0 +1,42 @@
+"""`controller info`: device facts as the device's agent reads them."""
+
+from __future__ import annotations
+
+import argparse
+
+import msgspec
+from rich.console import Console
+
+from controller import profiles
+from controller.client import AgentError, AgentLost
+from controller.commands import print_json, stderr_console
+from controller.local_agent import LocalAgentError
+from controller.profiles import ProfileError
+from controller.runner import CONNECT_TIMEOUT_S, connect
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="device facts as the agent reads them")
+    p.add_argument("--device", required=True, help="profile name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        profile = profiles.load(args.device)
+        with connect(profile) as client:
+            client.hello(timeout_s=CONNECT_TIMEOUT_S)
+            facts = client.info()
+    except (ProfileError, LocalAgentError, AgentError, AgentLost, OSError) as exc:
+        stderr_console().print(f"[red]error:[/red] device {args.device}: {exc}", highlight=False)
+        return 2
+    if args.json:
+        print_json(facts)
+        return 0
+    console = Console()
+    for key, value in msgspec.to_builtins(facts).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        console.print(f"{key:16} {value}", highlight=False)
+    return 0

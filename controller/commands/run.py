@@ -1,0 +1,66 @@
+"""`controller run`: measure models on devices and store the results."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from agent.schema import Settings
+from controller import locations
+from controller.commands import comma_ints, comma_list, print_json, stderr_console
+from controller.display import ProgressDisplay, results_table
+from controller.runner import NothingToMeasure, RunRequest, run
+from controller.store import ResultStore
+
+_DEFAULTS = Settings()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="benchmark models on one or more devices")
+    p.add_argument("--device", required=True, type=comma_list, help="profile name(s), comma-separated")
+    p.add_argument("--models", required=True, nargs="+", metavar="PATH",
+                   help=".tflite files, directories or quoted globs")
+    p.add_argument("--threads", type=comma_ints, help="thread counts, e.g. 1,2,4 (default: profile)")
+    p.add_argument("--delegates", type=comma_list, help="e.g. cpu,xnnpack (default: profile)")
+    p.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
+    p.add_argument("--warmup-min-secs", type=float, default=_DEFAULTS.warmup_min_secs)
+    p.add_argument("--num-runs", type=int, default=_DEFAULTS.num_runs,
+                   help="timed phase: at least this many invokes")
+    p.add_argument("--min-secs", type=float, default=_DEFAULTS.min_secs,
+                   help="timed phase: at least this long")
+    p.add_argument("--max-secs", type=float, default=_DEFAULTS.max_secs,
+                   help="timed phase and warmup: at most this long")
+    p.add_argument("--run-delay", type=float, default=_DEFAULTS.run_delay,
+                   help="seconds to sleep between timed invokes")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the whole matrix this many times")
+    p.add_argument("--tag", help="label for this run (e.g. nightly)")
+    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--json", action="store_true", help="print the run as one JSON document")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.rounds < 1 or args.num_runs < 1 or args.warmup_runs < 0:
+        print("controller run: --rounds and --num-runs must be at least 1", flush=True)
+        return 2
+    request = RunRequest(
+        devices=args.device, models=args.models, threads=args.threads, delegates=args.delegates,
+        settings=Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
+                          num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
+                          run_delay=args.run_delay),
+        rounds=args.rounds, tag=args.tag,
+    )
+    console = stderr_console()
+    with ResultStore(args.db or locations.default_db()) as store, ProgressDisplay(console) as display:
+        try:
+            report = run(request, store, display)
+        except NothingToMeasure as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            return 2
+    if args.json:
+        print_json(report)
+        console.print(results_table(report))
+    else:
+        Console().print(results_table(report))
+    return 0 if report.devices else 2

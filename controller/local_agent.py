@@ -1,0 +1,79 @@
+"""An agent process on this machine for `--device local`, started and stopped by us."""
+
+from __future__ import annotations
+
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from agent.protocol import READY_PREFIX
+
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+
+
+class LocalAgentError(RuntimeError):
+    """The local agent could not be started."""
+
+
+class LocalAgent:
+    """`agent serve` on a free loopback port; its log goes to `data_dir/agent.log`."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self.log_path = self.data_dir / "agent.log"
+        self.process: Optional[subprocess.Popen] = None
+        self.endpoint: Optional[str] = None
+
+    def start(self) -> str:
+        """Start the agent and return its endpoint once it accepts connections."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent", "serve", "--bind", "tcp://127.0.0.1:*",
+                 "--insecure", "--data-dir", str(self.data_dir)],
+                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+            )
+        line = self._first_line(START_TIMEOUT_S)
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise LocalAgentError(
+                f"local agent did not start ({line.strip() or 'no output'}); see {self.log_path}")
+        self.endpoint = line[len(READY_PREFIX):].strip()
+        return self.endpoint
+
+    def _first_line(self, timeout_s: float) -> str:
+        stream = self.process.stdout
+        deadline = time.monotonic() + timeout_s
+        buffer = b""
+        while not buffer.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
+                break
+            byte = stream.read1(1) if hasattr(stream, "read1") else stream.read(1)
+            if not byte:
+                break
+            buffer += byte
+        return buffer.decode("utf-8", "replace")
+
+    def stop(self) -> None:
+        """Ask the agent to finish (SIGTERM), then kill it if it does not."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+    def __enter__(self) -> "LocalAgent":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
