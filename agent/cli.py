@@ -16,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11
     import tomli as tomllib
 
-from agent.facts import read_facts
+from agent.facts import facts_lines, read_facts
 from agent.protocol import READY_PREFIX
 from agent.server import AgentConfig, AgentServer, ConfigError
 
@@ -77,10 +77,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(msgspec.json.encode(facts).decode() + "\n")
         return 0
-    for key, value in msgspec.to_builtins(facts).items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        print(f"{key:16} {value}")
+    print("\n".join(facts_lines(facts)))
     return 0
 
 

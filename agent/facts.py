@@ -12,6 +12,8 @@ import platform
 import socket
 from typing import List, Optional
 
+import msgspec
+
 from agent import runtime as runtimes
 from agent.schema import CpuFacts, DeviceState, Facts
 
@@ -71,6 +73,16 @@ def read_facts(root: str = "/") -> Facts:
         memory_mb=_memory_mb(sys_root),
         temp_c=read_temp_c(sys_root),
     )
+
+
+def facts_lines(facts: Facts) -> List[str]:
+    """Facts as aligned `key  value` lines for a terminal."""
+    lines = []
+    for key, value in msgspec.to_builtins(facts).items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        lines.append(f"{key:16} {value}")
+    return lines
 
 
 def read_state(sys_root: SysRoot) -> DeviceState:

@@ -26,8 +26,20 @@ from agent.cache import Incoming, ModelCache, TransferError
 from agent.facts import read_facts
 from agent.jobs import JobRunner, delegates_offered
 from agent.protocol import (
-    Chunk, Error, Fetch, Have, Hello, InfoReply, InfoRequest, JobAccepted, Message, Offer,
-    Ping, Pong, RunJob, Welcome,
+    Chunk,
+    Error,
+    Fetch,
+    Have,
+    Hello,
+    InfoReply,
+    InfoRequest,
+    JobAccepted,
+    Message,
+    Offer,
+    Ping,
+    Pong,
+    RunJob,
+    Welcome,
 )
 
 log = logging.getLogger("edgebench.agent")

@@ -11,8 +11,24 @@ import zmq
 
 from agent import protocol
 from agent.protocol import (
-    CellDone, CellSpec, CellStarted, Chunk, Error, Fetch, Have, Hello, InfoReply, InfoRequest,
-    JobAccepted, JobDone, Message, Offer, Ping, Pong, RunJob, Welcome,
+    CellDone,
+    CellSpec,
+    CellStarted,
+    Chunk,
+    Error,
+    Fetch,
+    Have,
+    Hello,
+    InfoReply,
+    InfoRequest,
+    JobAccepted,
+    JobDone,
+    Message,
+    Offer,
+    Ping,
+    Pong,
+    RunJob,
+    Welcome,
 )
 from agent.schema import Cell, Facts
 from controller import __version__

@@ -32,5 +32,14 @@ def print_json(record) -> None:
     sys.stdout.flush()
 
 
+def _console(stream) -> Console:
+    # Rich assumes 80 columns when not on a terminal; logs and CI pages are wider.
+    return Console(file=stream, width=None if stream.isatty() else 200)
+
+
+def stdout_console() -> Console:
+    return _console(sys.stdout)
+
+
 def stderr_console() -> Console:
-    return Console(stderr=True)
+    return _console(sys.stderr)

@@ -6,12 +6,11 @@ import argparse
 from typing import List, Optional
 
 import msgspec
-from rich.console import Console
 from rich.table import Table
 
 from controller import profiles
 from controller.client import AgentError, AgentLost
-from controller.commands import print_json
+from controller.commands import print_json, stdout_console
 from controller.local_agent import LocalAgentError
 from controller.profiles import ProfileError
 from controller.runner import connect
@@ -65,5 +64,5 @@ def main(args: argparse.Namespace) -> int:
         table.add_row(s.name, s.transport or "-", s.address or "-",
                       f"yes (agent {s.agent_version})" if s.reachable else f"no: {s.error}",
                       s.description)
-    Console().print(table)
+    stdout_console().print(table)
     return 0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import msgspec
-from rich.console import Console
-
+from agent.facts import facts_lines
 from controller import profiles
 from controller.client import AgentError, AgentLost
 from controller.commands import print_json, stderr_console
@@ -34,9 +32,5 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         print_json(facts)
         return 0
-    console = Console()
-    for key, value in msgspec.to_builtins(facts).items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        console.print(f"{key:16} {value}", highlight=False)
+    print("\n".join(facts_lines(facts)))
     return 0

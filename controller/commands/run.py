@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-
 from agent.schema import Settings
 from controller import locations
-from controller.commands import comma_ints, comma_list, print_json, stderr_console
+from controller.commands import (
+    comma_ints,
+    comma_list,
+    print_json,
+    stderr_console,
+    stdout_console,
+)
 from controller.display import ProgressDisplay, results_table
 from controller.runner import NothingToMeasure, RunRequest, run
 from controller.store import ResultStore
@@ -62,5 +66,5 @@ def main(args: argparse.Namespace) -> int:
         print_json(report)
         console.print(results_table(report))
     else:
-        Console().print(results_table(report))
+        stdout_console().print(results_table(report))
     return 0 if report.devices else 2
