@@ -47,7 +47,7 @@ class ModelCache:
             return True
         return False
 
-    def receive(self, sha256: str, size: int, chunk_size: int) -> "Incoming":
+    def receive(self, sha256: str, size: int, chunk_size: int) -> Incoming:
         """Start (or resume) receiving a model of `size` bytes."""
         return Incoming(self, check_sha256(sha256), size, chunk_size)
 
@@ -63,7 +63,8 @@ class Incoming:
         self.hasher = hashlib.sha256()
         self.received = self._resume()
         self.requested = self.received
-        self.file = open(self.part, "r+b" if self.received else "wb")
+        # Held open across chunk messages; closed on completion or by abort().
+        self.file = open(self.part, "r+b" if self.received else "wb")  # noqa: SIM115
         self.file.seek(self.received)
         self.file.truncate()
 

@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import msgspec
+import zmq
 
 try:
     import tomllib
@@ -64,7 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint
+    except zmq.ZMQError as exc:  # a malformed or busy endpoint
         print(f"agent: cannot bind {config.bind}: {exc}", file=sys.stderr)
         return 2
     print(READY_PREFIX + endpoint, flush=True)
@@ -101,6 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)

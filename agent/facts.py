@@ -10,7 +10,7 @@ import glob
 import os
 import platform
 import socket
-from typing import List, Optional
+from typing import Optional
 
 import msgspec
 
@@ -50,7 +50,7 @@ class SysRoot:
         except ValueError:
             return None
 
-    def glob(self, pattern: str) -> List[str]:
+    def glob(self, pattern: str) -> list[str]:
         """Matching paths, relative to the root, sorted."""
         base = self.path("")
         return sorted("/" + os.path.relpath(p, base) for p in glob.glob(self.path(pattern)))
@@ -75,13 +75,12 @@ def read_facts(root: str = "/") -> Facts:
     )
 
 
-def facts_lines(facts: Facts) -> List[str]:
+def facts_lines(facts: Facts) -> list[str]:
     """Facts as aligned `key  value` lines for a terminal."""
     lines = []
     for key, value in msgspec.to_builtins(facts).items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        lines.append(f"{key:16} {value}")
+        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
+        lines.append(f"{key:16} {shown}")
     return lines
 
 
@@ -135,7 +134,7 @@ def _os_name(sys_root: SysRoot) -> str:
     return platform.system()
 
 
-def _cpuinfo(sys_root: SysRoot) -> List[dict]:
+def _cpuinfo(sys_root: SysRoot) -> list[dict]:
     blocks, current = [], {}
     for line in (sys_root.read("/proc/cpuinfo") or "").splitlines():
         if not line.strip():

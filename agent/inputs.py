@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def random_tensor(rng: np.random.Generator, dtype, shape: Sequence[int]) -> np.n
     raise ValueError(f"cannot make random input of type {dtype.name}")
 
 
-def random_inputs(input_details: List[dict], seed: int) -> List[np.ndarray]:
+def random_inputs(input_details: list[dict], seed: int) -> list[np.ndarray]:
     """One random array per input tensor, from the interpreter's input details."""
     rng = np.random.default_rng(seed)
     return [random_tensor(rng, d["dtype"], d["shape"]) for d in input_details]

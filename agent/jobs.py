@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import msgspec
 
@@ -43,7 +43,7 @@ class JobRunner:
         self.send = send
         self.root = root
         self._cells: Optional[CellRunner] = None
-        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
+        self._queue: queue.Queue[Optional[tuple]] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._work, name="jobs", daemon=True)
         self._thread.start()
@@ -101,6 +101,6 @@ class JobRunner:
         return None
 
 
-def delegates_offered(runtime: Optional[Runtime]) -> List[str]:
+def delegates_offered(runtime: Optional[Runtime]) -> list[str]:
     """Delegate names this agent can run cells with."""
     return list(CPU_DELEGATES) if runtime else []

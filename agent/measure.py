@@ -9,7 +9,7 @@ reported, so that a crash later on still keeps what was measured before it.
 from __future__ import annotations
 
 import time
-from typing import Callable, List
+from typing import Callable
 
 import msgspec
 
@@ -24,7 +24,7 @@ Report = Callable[[Cell], None]
 
 
 def timed_loop(invoke: Callable[[], None], min_runs: int, min_secs: float, max_secs: float,
-               delay_secs: float = 0.0) -> List[int]:
+               delay_secs: float = 0.0) -> list[int]:
     """Invoke until at least `min_runs` runs and `min_secs` have passed, or `max_secs`.
 
     Returns each invoke's duration in nanoseconds. The loop body is kept minimal: it is
@@ -32,7 +32,7 @@ def timed_loop(invoke: Callable[[], None], min_runs: int, min_secs: float, max_s
     """
     clock = time.perf_counter_ns
     min_ns, max_ns = int(min_secs * 1e9), int(max_secs * 1e9)
-    samples: List[int] = []
+    samples: list[int] = []
     append = samples.append
     runs = 0
     start = clock()
@@ -99,7 +99,7 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         stage = "running the timed phase"
         samples = timed_loop(invoke, settings.num_runs, settings.min_secs, settings.max_secs,
                              settings.run_delay)
-    except Exception as exc:  # the runtime raises ValueError, RuntimeError and others
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError, RuntimeError and others
         return msgspec.structs.replace(
             cell, status="failed", error=f"{stage} failed: {_one_line(exc)}",
             device_state=finish_state(sys_root, cell.device_state))

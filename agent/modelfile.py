@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional
 
 IDENTIFIER = b"TFL3"
 
@@ -34,7 +34,7 @@ class ModelFormatError(ValueError):
 class TensorInfo:
     name: str
     dtype: str
-    shape: Tuple[int, ...]
+    shape: tuple[int, ...]
     constant: bool
     quantized: bool
 
@@ -43,11 +43,11 @@ class TensorInfo:
 class ModelInfo:
     """What a model file holds, as far as benchmarking needs to know."""
 
-    inputs: Tuple[TensorInfo, ...]
-    outputs: Tuple[TensorInfo, ...]
-    tensors: Tuple[TensorInfo, ...]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    tensors: tuple[TensorInfo, ...]
     operator_count: int
-    custom_ops: Tuple[str, ...]
+    custom_ops: tuple[str, ...]
     variant: Optional[str]
 
 
@@ -84,7 +84,7 @@ class _Reader:
         pos = self.field(table, index)
         return None if pos is None else pos + self._unpack("<I", pos)
 
-    def vector(self, table: int, index: int) -> Tuple[int, int]:
+    def vector(self, table: int, index: int) -> tuple[int, int]:
         """(start, length) of a vector field; (0, 0) when absent."""
         pos = self.indirect(table, index)
         if pos is None:
@@ -94,11 +94,11 @@ class _Reader:
             raise ModelFormatError("truncated or corrupt flatbuffer (vector out of range)")
         return pos + 4, length
 
-    def tables(self, table: int, index: int) -> List[int]:
+    def tables(self, table: int, index: int) -> list[int]:
         start, length = self.vector(table, index)
         return [start + 4 * i + self._unpack("<I", start + 4 * i) for i in range(length)]
 
-    def ints(self, table: int, index: int, fmt: str = "<i") -> List[int]:
+    def ints(self, table: int, index: int, fmt: str = "<i") -> list[int]:
         start, length = self.vector(table, index)
         size = struct.calcsize(fmt)
         return [self._unpack(fmt, start + size * i) for i in range(length)]
@@ -137,7 +137,7 @@ def read_model(data: bytes) -> ModelInfo:
     main = subgraphs[0]
     tensors = tuple(_tensor(reader, t, buffers) for t in reader.tables(main, 0))
 
-    def pick(indices: List[int]) -> Tuple[TensorInfo, ...]:
+    def pick(indices: list[int]) -> tuple[TensorInfo, ...]:
         if any(i < 0 or i >= len(tensors) for i in indices):
             raise ModelFormatError("corrupt flatbuffer (tensor index out of range)")
         return tuple(tensors[i] for i in indices)
@@ -159,7 +159,7 @@ def read_model_file(path) -> ModelInfo:
         return read_model(f.read())
 
 
-def classify(tensors: Tuple[TensorInfo, ...]) -> Optional[str]:
+def classify(tensors: tuple[TensorInfo, ...]) -> Optional[str]:
     """fp32 / fp16 / dynamic / int8 from tensor types, or None when it is none of them.
 
     Full integer models compute on quantized activations (even when their interface is
@@ -193,7 +193,7 @@ def _buffer_has_data(reader: _Reader, buffer: int) -> bool:
     return length > 0 or external_size > 0
 
 
-def _tensor(reader: _Reader, table: int, buffers: List[bool]) -> TensorInfo:
+def _tensor(reader: _Reader, table: int, buffers: list[bool]) -> TensorInfo:
     type_code = reader.scalar(table, 1, "<b")
     buffer = reader.scalar(table, 2, "<I")
     quant = reader.indirect(table, 4)

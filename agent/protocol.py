@@ -16,7 +16,7 @@ asks for it with `Fetch` requests, at most `FETCH_CREDIT` in flight, each answer
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import msgspec
 
@@ -48,7 +48,7 @@ class Welcome(Message, tag="welcome"):
     minor: int
     runtime: Optional[str]
     runtime_version: Optional[str]
-    delegates: List[str]
+    delegates: list[str]
     facts: Facts
 
 
@@ -97,7 +97,7 @@ class CellSpec(msgspec.Struct, kw_only=True):
 
 class RunJob(Message, tag="run"):
     job_id: str
-    cells: List[CellSpec]
+    cells: list[CellSpec]
 
 
 class JobAccepted(Message, tag="accepted"):
@@ -149,12 +149,12 @@ class ProtocolError(ValueError):
     """A message that cannot be decoded: wrong protocol, malformed or unknown."""
 
 
-def encode(message: Message, *payload: bytes) -> List[bytes]:
+def encode(message: Message, *payload: bytes) -> list[bytes]:
     """The frames of `message` followed by its raw payload frames."""
     return [PROTOCOL, _encoder.encode(message), *payload]
 
 
-def decode(frames: List[bytes]) -> Tuple[AnyMessage, List[bytes]]:
+def decode(frames: list[bytes]) -> tuple[AnyMessage, list[bytes]]:
     """Split received frames into a validated message and its payload frames."""
     if len(frames) < 2:
         raise ProtocolError(f"expected at least 2 frames, got {len(frames)}")

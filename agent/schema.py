@@ -7,7 +7,7 @@ structs is the public contract of `controller run --json`.
 
 from __future__ import annotations
 
-from typing import Dict, List, Literal, Optional
+from typing import Literal, Optional
 
 import msgspec
 
@@ -111,7 +111,7 @@ class Cell(Record, kw_only=True):
     warmup: Optional[WarmupStats] = None
     latency_us: Optional[LatencyStats] = None
     cv: Optional[float] = None
-    warnings: List[str] = []
+    warnings: list[str] = []
     memory_mb: Optional[MemoryMB] = None
     accuracy: Optional[Accuracy] = None
     output_diff: Optional[OutputDiff] = None
@@ -128,8 +128,8 @@ class CpuFacts(Record, kw_only=True):
 
 class Throttled(Record, kw_only=True):
     raw: str
-    now: List[str]
-    since_boot: List[str]
+    now: list[str]
+    since_boot: list[str]
 
 
 class Facts(Record, kw_only=True):
@@ -168,10 +168,10 @@ class RunReport(Record, kw_only=True):
     tag: Optional[str]
     started_at: str
     finished_at: Optional[str]
-    devices: Dict[str, DeviceInfo]
+    devices: dict[str, DeviceInfo]
     transfer: Transfer
-    cells: List[Cell]
-    errors: List[str] = []
+    cells: list[Cell]
+    errors: list[str] = []
 
 
 def to_builtins(record: msgspec.Struct) -> dict:

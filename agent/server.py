@@ -8,6 +8,7 @@ the agent.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -15,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 import zmq
@@ -77,7 +78,7 @@ def is_loopback_endpoint(endpoint: str) -> bool:
 class _Client:
     """What the agent tracks per connected controller."""
 
-    transfers: Dict[str, Incoming] = field(default_factory=dict)
+    transfers: dict[str, Incoming] = field(default_factory=dict)
 
 
 class AgentServer:
@@ -96,7 +97,7 @@ class AgentServer:
         self.cache = ModelCache(Path(config.data_dir) / "models")
         self.facts = read_facts(config.root)
         self.endpoint: Optional[str] = None
-        self._clients: Dict[bytes, _Client] = {}
+        self._clients: dict[bytes, _Client] = {}
         self._stopping = threading.Event()
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -107,7 +108,7 @@ class AgentServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._handlers: Dict[type, Callable[[bytes, Message, list], None]] = {
+        self._handlers: dict[type, Callable[[bytes, Message, list], None]] = {
             Hello: self._on_hello,
             Ping: self._on_ping,
             InfoRequest: self._on_info,
@@ -127,10 +128,8 @@ class AgentServer:
     def stop(self) -> None:
         """Ask the loop to finish (safe from any thread or a signal handler)."""
         self._stopping.set()
-        try:
+        with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
-        except OSError:
-            pass
 
     def serve(self, install_signal_handlers: bool = True) -> None:
         """Run until stopped."""

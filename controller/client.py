@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import zmq
 
@@ -66,7 +66,7 @@ class AgentClient:
     def close(self) -> None:
         self._socket.close()
 
-    def __enter__(self) -> "AgentClient":
+    def __enter__(self) -> AgentClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -129,7 +129,7 @@ class AgentClient:
         finally:
             os.close(fd)
 
-    def run_job(self, job_id: str, cells: List[CellSpec],
+    def run_job(self, job_id: str, cells: list[CellSpec],
                 on_started: Callable[[int, int], None] = lambda index, pid: None,
                 on_cell: Callable[[int, Cell], None] = lambda index, cell: None) -> None:
         """Run the cells on the agent, calling back as each starts and finishes."""

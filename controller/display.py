@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Optional
 
 from rich.console import Console
 from rich.progress import (
@@ -53,7 +53,7 @@ def results_table(report: RunReport) -> Table:
         table.add_column(name, justify="right" if name != "status" else "left")
     for cell in sorted(report.cells, key=sort_key):
         latency = cell.latency_us
-        row: List[str] = [cell.device] if many_devices else []
+        row: list[str] = [cell.device] if many_devices else []
         row += [cell.model, cell.variant or "-", cell.delegate, str(cell.threads)]
         if many_rounds:
             row.append(str(cell.round))
@@ -79,9 +79,9 @@ class ProgressDisplay(Observer):
             TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
             console=console, transient=False,
         )
-        self._tasks: Dict[str, int] = {}
+        self._tasks: dict[str, int] = {}
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         self.progress.start()
         return self
 

@@ -71,7 +71,7 @@ class LocalAgent:
             self.process.wait()
         self.process.stdout.close()
 
-    def __enter__(self) -> "LocalAgent":
+    def __enter__(self) -> LocalAgent:
         self.start()
         return self
 

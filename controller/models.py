@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import glob
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional
 
 from agent.modelfile import ModelFormatError, ModelInfo, read_model
 
@@ -28,14 +29,14 @@ class ModelSource:
         return self.info.variant
 
 
-def expand(arguments: Sequence[str]) -> Tuple[List[Path], List[str]]:
+def expand(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:
     """Paths named by `--models` arguments (files, directories, quoted globs).
 
     Returns the paths in order without duplicates, and one error line per argument
     that names nothing.
     """
-    paths: List[Path] = []
-    errors: List[str] = []
+    paths: list[Path] = []
+    errors: list[str] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
@@ -63,12 +64,12 @@ def load(path: Path) -> ModelSource:
                        size=len(data), info=info)
 
 
-def resolve(arguments: Sequence[str]) -> Tuple[List[ModelSource], List[str]]:
+def resolve(arguments: Sequence[str]) -> tuple[list[ModelSource], list[str]]:
     """Readable models for the arguments, and one error line per problem."""
     paths, errors = expand(arguments)
     if not arguments:
         errors.append("no models given")
-    models: List[ModelSource] = []
+    models: list[ModelSource] = []
     for path in paths:
         try:
             models.append(load(path))

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,15 +42,15 @@ class Profile:
     transport: str
     description: str = ""
     address: Optional[str] = None
-    threads: List[int] = field(default_factory=lambda: [1])
-    delegates: List[str] = field(default_factory=lambda: ["xnnpack"])
-    delegate_options: Dict[str, dict] = field(default_factory=dict)
+    threads: list[int] = field(default_factory=lambda: [1])
+    delegates: list[str] = field(default_factory=lambda: ["xnnpack"])
+    delegate_options: dict[str, dict] = field(default_factory=dict)
     thermal: Thermal = Thermal()
     server_public_key: Optional[Path] = None
     client_secret_key: Optional[Path] = None
 
 
-def search_dirs() -> List[Path]:
+def search_dirs() -> list[Path]:
     """Profile directories in lookup order: `EDGEBENCH_PROFILES`, then the shipped ones."""
     dirs = []
     env = os.environ.get("EDGEBENCH_PROFILES")
@@ -60,9 +60,9 @@ def search_dirs() -> List[Path]:
     return dirs
 
 
-def available() -> List[str]:
+def available() -> list[str]:
     """Names of all profiles found, first occurrence wins."""
-    names: List[str] = []
+    names: list[str] = []
     for directory in search_dirs():
         for path in sorted(directory.glob("*.toml")):
             if path.stem not in names:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 import msgspec
 
@@ -35,10 +36,10 @@ class NothingToMeasure(ValueError):
 class RunRequest:
     """What to measure: devices by profile name, model paths, and the matrix settings."""
 
-    devices: List[str]
-    models: List[str]
-    threads: Optional[List[int]] = None
-    delegates: Optional[List[str]] = None
+    devices: list[str]
+    models: list[str]
+    threads: Optional[list[int]] = None
+    delegates: Optional[list[str]] = None
     settings: Settings = field(default_factory=Settings)
     rounds: int = 1
     tag: Optional[str] = None
@@ -79,8 +80,8 @@ def connect(profile: Profile) -> Iterator[AgentClient]:
         raise ProfileError(f"device {profile.name}: transport {profile.transport!r} is not supported")
 
 
-def plan(sources: List[ModelSource], delegates: List[str], threads: List[int], rounds: int,
-         settings: Settings) -> List[Tuple[int, ModelSource, CellSpec]]:
+def plan(sources: list[ModelSource], delegates: list[str], threads: list[int], rounds: int,
+         settings: Settings) -> list[tuple[int, ModelSource, CellSpec]]:
     """The matrix in run order: whole rounds one after another, so drift hits all cells."""
     return [
         (round_, source, CellSpec(model_sha256=source.sha256, model_name=source.name,
@@ -96,7 +97,7 @@ class _Run:
     """State of one run while devices are measured."""
 
     def __init__(self, request: RunRequest, store: ResultStore, observer: Observer,
-                 sources: List[ModelSource], errors: List[str]):
+                 sources: list[ModelSource], errors: list[str]):
         self.request, self.store, self.observer = request, store, observer
         self.sources = sources
         self.report = RunReport(run_id=new_run_id(), tag=request.tag, started_at=now_iso(),
@@ -150,7 +151,7 @@ class _Run:
         if not runnable:
             return
 
-        received: Dict[int, bool] = {}
+        received: dict[int, bool] = {}
 
         def on_cell(index: int, cell: Cell) -> None:
             round_, source, _ = runnable[index]
@@ -164,9 +165,9 @@ class _Run:
             if missing:
                 self.error(f"device {name}: {missing} of {len(runnable)} cells were not measured")
 
-    def _push(self, device: str, client: AgentClient) -> Dict[str, str]:
+    def _push(self, device: str, client: AgentClient) -> dict[str, str]:
         """Send each model the agent lacks; returns the error of each failed transfer."""
-        failures: Dict[str, str] = {}
+        failures: dict[str, str] = {}
         for source in self.sources:
             try:
                 sent = client.push_model(str(source.path), source.sha256, source.size, source.name)
@@ -180,8 +181,9 @@ class _Run:
         return failures
 
 
-def run(request: RunRequest, store: ResultStore, observer: Observer = Observer()) -> RunReport:
+def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = None) -> RunReport:
     """Measure the request's matrix on every device; returns the finished run."""
+    observer = observer or Observer()
     sources, errors = models.resolve(request.models)
     for line in errors:
         observer.error(line)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 import msgspec
 
@@ -67,7 +67,7 @@ class ResultStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -95,7 +95,7 @@ class ResultStore:
                  msgspec.json.encode(cell).decode()))
 
     def finish_run(self, run_id: str, finished_at: str, transfer: Transfer,
-                   errors: List[str]) -> None:
+                   errors: list[str]) -> None:
         with self._db:
             self._db.execute(
                 "UPDATE runs SET finished_at = ?, transfer = ?, errors = ? WHERE run_id = ?",
@@ -123,7 +123,7 @@ class ResultStore:
         tag, started, finished, transfer, errors = self._db.execute(
             "SELECT tag, started_at, finished_at, transfer, errors FROM runs WHERE run_id = ?",
             (run_id,)).fetchone()
-        devices: Dict[str, DeviceInfo] = {
+        devices: dict[str, DeviceInfo] = {
             name: msgspec.json.decode(info, type=DeviceInfo)
             for name, info in self._db.execute(
                 "SELECT device, info FROM run_devices WHERE run_id = ? ORDER BY device", (run_id,))

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List
 
 import msgspec
 from rich.console import Console
 
 
-def comma_list(text: str) -> List[str]:
+def comma_list(text: str) -> list[str]:
     """`a,b,c` as a list, ignoring empty items."""
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def comma_ints(text: str) -> List[int]:
+def comma_ints(text: str) -> list[int]:
     """`1,2,4` as positive integers (an argparse type)."""
     try:
         values = [int(item) for item in comma_list(text)]

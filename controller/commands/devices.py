@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
+from typing import Optional
 
 import msgspec
 from rich.table import Table
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    statuses: List[DeviceStatus] = [probe(name) for name in profiles.available()]
+    statuses: list[DeviceStatus] = [probe(name) for name in profiles.available()]
     if args.json:
         print_json(statuses)
         return 0

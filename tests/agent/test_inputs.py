@@ -15,9 +15,9 @@ def test_random_tensor_has_dtype_shape_and_valid_values(dtype):
     if np.dtype(dtype) == np.int8:
         assert value.min() < 0 < value.max()
     if np.dtype(dtype) in (np.int32, np.int64):
-        assert 0 <= value.min() and value.max() < 100
+        assert value.min() >= 0 and value.max() < 100
     if np.issubdtype(dtype, np.floating):
-        assert -1.0 <= value.min() and value.max() <= 1.0
+        assert value.min() >= -1.0 and value.max() <= 1.0
 
 
 def test_every_input_gets_its_own_array_and_seed_repeats():

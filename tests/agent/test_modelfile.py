@@ -1,9 +1,11 @@
+import contextlib
+
 import pytest
+from conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.modelfile import ModelFormatError, read_model, read_model_file
-from conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "dynamic", "int8"])
@@ -55,7 +57,5 @@ def test_truncated_or_mutated_models_only_raise_model_format_error(cut, flips):
     data = bytearray((EXAMPLE_MODELS / "digits_cnn_int8.tflite").read_bytes()[:4000])
     for position, value in flips:
         data[position] = value
-    try:
+    with contextlib.suppress(ModelFormatError):
         read_model(bytes(data[:cut]))
-    except ModelFormatError:
-        pass

@@ -41,5 +41,5 @@ def test_bad_profiles_are_one_clear_line(tmp_path, monkeypatch, text, message):
 
 
 def test_unknown_profile_lists_known_ones():
-    with pytest.raises(ProfileError, match="known: .*local"):
+    with pytest.raises(ProfileError, match=r"known: .*local"):
         profiles.load("pi9")
