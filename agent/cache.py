@@ -1,7 +1,7 @@
-"""The agent's content-addressed model cache and the incoming transfers that fill it.
+"""The agent's content-addressed cache of models and datasets, and the transfers filling it.
 
-Models live as `<sha256>.tflite`. A transfer writes `<sha256>.part`, hashing the bytes
-as they arrive in order; a partial file left by a dropped connection is resumed from
+Models live as `<sha256>.tflite`, dataset bundles as `<sha256>.dataset`. A transfer
+writes `<sha256>.part`, hashing the bytes as they arrive in order; a partial file left by a dropped connection is resumed from
 its last whole chunk. Only a file whose size and sha256 match is fsynced and renamed
 into place, so the cache never holds a model that is not what its name says.
 """
@@ -11,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from agent.dataset import DatasetError, check_bundle
 from agent.modelfile import ModelFormatError, check_identifier
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Each kind of blob: its file suffix, and the check its first chunk must pass.
+KINDS = {"model": (".tflite", check_identifier), "dataset": (".dataset", check_bundle)}
 
 
 class TransferError(ValueError):
@@ -33,32 +38,87 @@ def check_sha256(sha256: str) -> str:
 class ModelCache:
     """Models by sha256 in one directory."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, quota_bytes: Optional[int] = None):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.quota_bytes = quota_bytes
+        # sha256 -> number of accepted jobs that use it; the job thread releases, so lock.
+        self._pins: dict[str, int] = {}
+        self._pins_lock = threading.Lock()
 
-    def path(self, sha256: str) -> Path:
-        return self.directory / f"{check_sha256(sha256)}.tflite"
+    def pin(self, sha256s: Iterable[str]) -> None:
+        """Keep these blobs from eviction until `unpin` (a job that will use them)."""
+        with self._pins_lock:
+            for sha256 in sha256s:
+                self._pins[sha256] = self._pins.get(sha256, 0) + 1
 
-    def has(self, sha256: str) -> bool:
-        path = self.path(sha256)
+    def unpin(self, sha256s: Iterable[str]) -> None:
+        with self._pins_lock:
+            for sha256 in sha256s:
+                count = self._pins.get(sha256, 0) - 1
+                if count > 0:
+                    self._pins[sha256] = count
+                else:
+                    self._pins.pop(sha256, None)
+
+    def make_room(self, size: int, keep: Iterable[str] = ()) -> list[str]:
+        """Evict least-recently-used blobs until `size` more bytes fit in the quota.
+
+        Pinned blobs and those in `keep` (transfers under way) are never evicted.
+        Returns the evicted file names; raises TransferError when the room cannot be made.
+        """
+        if self.quota_bytes is None:
+            return []
+        if size > self.quota_bytes:
+            raise TransferError(f"{size} bytes exceed the agent's cache quota of {self.quota_bytes} bytes")
+        with self._pins_lock:
+            protected = set(self._pins) | set(keep)
+        entries = []
+        for path in self.directory.iterdir():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((stat.st_mtime, path, stat.st_size))
+        used = sum(size_ for _, _, size_ in entries)
+        evicted = []
+        for _, path, size_ in sorted(entries, key=lambda entry: entry[0]):
+            if used + size <= self.quota_bytes:
+                break
+            if path.stem in protected:
+                continue
+            path.unlink(missing_ok=True)
+            used -= size_
+            evicted.append(path.name)
+        if used + size > self.quota_bytes:
+            raise TransferError(
+                f"cache quota of {self.quota_bytes} bytes is full: {used} bytes in use by models "
+                f"a job needs, {size} more requested")
+        return evicted
+
+    def path(self, sha256: str, kind: str = "model") -> Path:
+        return self.directory / f"{check_sha256(sha256)}{KINDS[kind][0]}"
+
+    def has(self, sha256: str, kind: str = "model") -> bool:
+        path = self.path(sha256, kind)
         if path.exists():
             os.utime(path)  # recency, for eviction by least recent use
             return True
         return False
 
-    def receive(self, sha256: str, size: int, chunk_size: int) -> Incoming:
-        """Start (or resume) receiving a model of `size` bytes."""
-        return Incoming(self, check_sha256(sha256), size, chunk_size)
+    def receive(self, sha256: str, size: int, chunk_size: int, kind: str = "model") -> Incoming:
+        """Start (or resume) receiving a blob of `size` bytes."""
+        return Incoming(self, check_sha256(sha256), size, chunk_size, kind)
 
 
 class Incoming:
     """One model arriving chunk by chunk, in order."""
 
-    def __init__(self, cache: ModelCache, sha256: str, size: int, chunk_size: int):
+    def __init__(self, cache: ModelCache, sha256: str, size: int, chunk_size: int, kind: str = "model"):
         if size <= 0:
-            raise TransferError(f"invalid model size {size}")
+            raise TransferError(f"invalid {kind} size {size}")
         self.cache, self.sha256, self.size, self.chunk_size = cache, sha256, size, chunk_size
+        self.kind = kind
         self.part = cache.directory / f"{sha256}.part"
         self.hasher = hashlib.sha256()
         self.received = self._resume()
@@ -100,8 +160,8 @@ class Incoming:
             raise TransferError(f"chunk of {len(data)} bytes at {offset} exceeds size {self.size}")
         if offset == 0:
             try:
-                check_identifier(data)
-            except ModelFormatError as exc:
+                KINDS[self.kind][1](data)
+            except (ModelFormatError, DatasetError) as exc:
                 raise TransferError(str(exc)) from None
         self.file.write(data)
         self.hasher.update(data)
@@ -119,7 +179,7 @@ class Incoming:
         if digest != self.sha256:
             self.part.unlink(missing_ok=True)
             raise TransferError(f"model hash mismatch: received {digest}, expected {self.sha256}")
-        os.replace(self.part, self.cache.path(self.sha256))
+        os.replace(self.part, self.cache.path(self.sha256, self.kind))
         _fsync_dir(self.cache.directory)
 
     def abort(self) -> None:

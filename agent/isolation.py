@@ -13,32 +13,44 @@ import multiprocessing
 import signal
 import time
 from multiprocessing.connection import Connection
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import msgspec
 
 from agent.facts import SysRoot
-from agent.protocol import CellSpec
+from agent.protocol import CellSpec, Evaluation
 from agent.runtime import Runtime
 from agent.schema import Cell
 
 # Time a cell may take beyond its `max_secs` (model load, init, first inference).
 INIT_ALLOWANCE_S = 120.0
 
+
+
+class _Snapshot(msgspec.Struct, tag="snapshot"):
+    cell: Cell
+
+
+class _Finished(msgspec.Struct, tag="finished"):
+    cell: Cell
+    evaluation: Optional[Evaluation]
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Cell)
+_decoder = msgspec.msgpack.Decoder(Union[_Snapshot, _Finished])
 
 
 def _child(conn: Connection, model_path: str, spec_bytes: bytes, runtime: Runtime,
-           cell_bytes: bytes, root: str) -> None:
+           cell_bytes: bytes, root: str, dataset_path: Optional[str]) -> None:
     from agent.measure import measure
 
     spec = msgspec.msgpack.decode(spec_bytes, type=CellSpec)
-    cell = _decoder.decode(cell_bytes)
-    result = measure(model_path, spec, runtime, cell, SysRoot(root),
-                     report=lambda snapshot: conn.send_bytes(_encoder.encode(snapshot)))
-    conn.send_bytes(_encoder.encode(result))
-    conn.send_bytes(b"")  # end marker: the child finished on its own
+    cell = msgspec.msgpack.decode(cell_bytes, type=Cell)
+    result, evaluation = measure(
+        model_path, spec, runtime, cell, SysRoot(root),
+        report=lambda snapshot: conn.send_bytes(_encoder.encode(_Snapshot(cell=snapshot))),
+        dataset_path=dataset_path)
+    conn.send_bytes(_encoder.encode(_Finished(cell=result, evaluation=evaluation)))
 
 
 class CellRunner:
@@ -52,7 +64,8 @@ class CellRunner:
 
     def run(self, model_path: str, spec: CellSpec, cell: Cell,
             on_start: Callable[[int], None] = lambda pid: None,
-            timeout_s: Optional[float] = None) -> Cell:
+            timeout_s: Optional[float] = None,
+            dataset_path: Optional[str] = None) -> tuple[Cell, Optional[Evaluation]]:
         """Measure `cell` in a child process; never raises for what the child does."""
         if timeout_s is None:
             timeout_s = spec.settings.max_secs * 2 + INIT_ALLOWANCE_S
@@ -60,13 +73,13 @@ class CellRunner:
         process = self._ctx.Process(
             target=_child,
             args=(child, model_path, msgspec.msgpack.encode(spec), self.runtime,
-                  _encoder.encode(cell), self.root),
+                  msgspec.msgpack.encode(cell), self.root, dataset_path),
             daemon=True,
         )
         process.start()
         child.close()
         on_start(process.pid)
-        latest, finished, timed_out = cell, False, False
+        latest, evaluation, finished, timed_out = cell, None, False, False
         deadline = time.monotonic() + timeout_s
         try:
             while not finished:
@@ -78,20 +91,20 @@ class CellRunner:
                     data = parent.recv_bytes()
                 except EOFError:
                     break
-                if data:
-                    latest = _decoder.decode(data)
-                else:
-                    finished = True
+                message = _decoder.decode(data)
+                latest = message.cell
+                if isinstance(message, _Finished):
+                    evaluation, finished = message.evaluation, True
         finally:
             if not finished:
                 process.kill()
             process.join()
             parent.close()
         if finished:
-            return latest
+            return latest, evaluation
         error = (f"cell timed out after {timeout_s:.0f} s" if timed_out
                  else _death_message(process.exitcode))
-        return msgspec.structs.replace(latest, status="failed", error=error)
+        return msgspec.structs.replace(latest, status="failed", error=error), None
 
 
 def _death_message(exitcode: Optional[int]) -> str:

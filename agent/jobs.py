@@ -16,7 +16,7 @@ import msgspec
 
 from agent.cache import ModelCache
 from agent.isolation import CellRunner
-from agent.protocol import CellDone, CellSpec, CellStarted, JobDone, Message, RunJob
+from agent.protocol import CellDone, CellSpec, CellStarted, Evaluation, JobDone, Message, RunJob
 from agent.runtime import CPU_DELEGATES, Runtime
 from agent.schema import Cell
 
@@ -64,29 +64,36 @@ class JobRunner:
                 return
             client, job = item
             log.info("job %s: %d cells", job.job_id, len(job.cells))
-            for index, spec in enumerate(job.cells):
+            indices = job.indices or range(len(job.cells))
+            for index, spec in zip(indices, job.cells):
                 if self._stopping.is_set():
                     log.info("job %s: stopped before cell %d", job.job_id, index)
                     return
-                cell = self._run_cell(client, job.job_id, index, spec)
+                cell, evaluation = self._run_cell(client, job.job_id, index, spec)
                 log.info("job %s cell %d %s %s x%d: %s%s", job.job_id, index, spec.model_name,
                          spec.delegate, spec.threads, cell.status,
                          f" ({cell.error})" if cell.error else "")
-                self.send(client, CellDone(job_id=job.job_id, index=index, cell=cell))
+                self.send(client, CellDone(job_id=job.job_id, index=index, cell=cell,
+                                           evaluation=evaluation))
             self.send(client, JobDone(job_id=job.job_id))
 
-    def _run_cell(self, client: bytes, job_id: str, index: int, spec: CellSpec) -> Cell:
+    def _run_cell(self, client: bytes, job_id: str, index: int,
+                  spec: CellSpec) -> tuple[Cell, Optional[Evaluation]]:
         path = self.cache.path(spec.model_sha256)
         size = path.stat().st_size if path.exists() else 0
         template = cell_template(spec, size)
         problem = self._check(spec, path.exists())
         if problem:
-            return msgspec.structs.replace(template, error=problem)
+            return msgspec.structs.replace(template, error=problem), None
+        dataset = self.cache.path(spec.dataset_sha256, "dataset") if spec.dataset_sha256 else None
+        if dataset is not None and not dataset.exists():
+            return msgspec.structs.replace(template, error="dataset was not transferred to the agent"), None
         if self._cells is None:
             self._cells = CellRunner(self.runtime, self.root)
         return self._cells.run(
             str(path), spec, template,
             on_start=lambda pid: self.send(client, CellStarted(job_id=job_id, index=index, pid=pid)),
+            dataset_path=str(dataset) if dataset else None,
         )
 
     def _check(self, spec: CellSpec, have_model: bool) -> Optional[str]:

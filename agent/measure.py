@@ -9,14 +9,15 @@ reported, so that a crash later on still keeps what was measured before it.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import msgspec
 
 from agent import memory, stats
+from agent.evaluate import evaluate
 from agent.facts import SysRoot, finish_state, read_state
 from agent.inputs import random_inputs
-from agent.protocol import CellSpec
+from agent.protocol import CellSpec, Evaluation
 from agent.runtime import Runtime, make_interpreter
 from agent.schema import Cell, MemoryMB, WarmupStats
 
@@ -50,11 +51,13 @@ def timed_loop(invoke: Callable[[], None], min_runs: int, min_secs: float, max_s
 
 
 def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
-            sys_root: SysRoot, report: Report) -> Cell:
+            sys_root: SysRoot, report: Report,
+            dataset_path: Optional[str] = None) -> tuple[Cell, Optional[Evaluation]]:
     """Measure one cell; `cell` names it and `report` receives progress snapshots.
 
     Failures inside the runtime come back as a failed cell that keeps every figure
-    measured before the failure.
+    measured before the failure. When the spec asks for evaluation, the model then runs
+    over the evaluation inputs (after timing and memory, which it must not disturb).
     """
     settings = spec.settings
     cell = msgspec.structs.replace(
@@ -102,13 +105,13 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError, RuntimeError and others
         return msgspec.structs.replace(
             cell, status="failed", error=f"{stage} failed: {_one_line(exc)}",
-            device_state=finish_state(sys_root, cell.device_state))
+            device_state=finish_state(sys_root, cell.device_state)), None
 
     latency = stats.latency_stats(samples)
     cv = stats.coefficient_of_variation(latency)
     warning = stats.stability_warning(cv)
     peak = memory.peak_rss_mb()
-    return msgspec.structs.replace(
+    cell = msgspec.structs.replace(
         cell,
         status="ok",
         error=None,
@@ -118,6 +121,16 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         memory_mb=MemoryMB(init=cell.memory_mb.init, overall=peak - rss_before, peak_rss=peak),
         device_state=finish_state(sys_root, cell.device_state),
     )
+    if not spec.evaluate:
+        return cell, None
+    report(cell)
+    try:
+        outcome = evaluate(interpreter, spec, dataset_path)
+    except Exception as exc:  # noqa: BLE001 - a runtime error while evaluating keeps the timing
+        return msgspec.structs.replace(
+            cell, warnings=[*cell.warnings, f"evaluation failed: {_one_line(exc)}"]), None
+    return msgspec.structs.replace(cell, accuracy=outcome.accuracy,
+                                   warnings=cell.warnings + outcome.warnings), outcome.evaluation
 
 
 def _one_line(exc: BaseException) -> str:

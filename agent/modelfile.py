@@ -37,6 +37,9 @@ class TensorInfo:
     shape: tuple[int, ...]
     constant: bool
     quantized: bool
+    # First (per-tensor) quantization parameters; 0 when not quantized.
+    scale: float = 0.0
+    zero_point: int = 0
 
 
 @dataclass(frozen=True)
@@ -198,10 +201,13 @@ def _tensor(reader: _Reader, table: int, buffers: list[bool]) -> TensorInfo:
     buffer = reader.scalar(table, 2, "<I")
     quant = reader.indirect(table, 4)
     scales = reader.ints(quant, 2, "<f") if quant is not None else []
+    zero_points = reader.ints(quant, 3, "<q") if quant is not None else []
     return TensorInfo(
         name=reader.string(table, 3),
         dtype=TENSOR_TYPES.get(type_code, f"type{type_code}"),
         shape=tuple(reader.ints(table, 0)),
         constant=0 < buffer < len(buffers) and buffers[buffer],
         quantized=bool(scales),
+        scale=float(scales[0]) if scales else 0.0,
+        zero_point=int(zero_points[0]) if zero_points else 0,
     )

@@ -16,11 +16,11 @@ asks for it with `Fetch` requests, at most `FETCH_CREDIT` in flight, each answer
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 import msgspec
 
-from agent.schema import Cell, Facts, Settings
+from agent.schema import Cell, Facts, PreprocessSpec, Settings, TensorSummary
 
 PROTOCOL = b"EDGEBENCH/1"
 MINOR = 0
@@ -64,6 +64,7 @@ class Offer(Message, tag="offer"):
     sha256: str
     size: int
     name: str
+    kind: Literal["model", "dataset"] = "model"
 
 
 class Fetch(Message, tag="fetch"):
@@ -93,11 +94,39 @@ class CellSpec(msgspec.Struct, kw_only=True):
     threads: int
     settings: Settings
     seed: int = 0
+    # Evaluation after timing: outputs for comparing variants, and with a dataset
+    # (a bundle the agent holds) accuracy and the parity summaries of chosen samples.
+    evaluate: bool = False
+    dataset_sha256: Optional[str] = None
+    preprocess: Optional[PreprocessSpec] = None
+    parity_samples: list[int] = []
+
+
+class Evaluation(msgspec.Struct, kw_only=True):
+    """A cell's model outputs on its evaluation inputs, for the controller to compare.
+
+    `inputs` names those inputs (`dataset:SHA256` or `random:SEED:COUNT`); only outputs
+    on the same inputs are comparable. `outputs` is float32 little-endian, one row of
+    `values` dequantized output values per sample.
+    """
+
+    inputs: str
+    outputs: bytes
+    samples: int
+    values: int
+    tensors: list[TensorSummary] = []
 
 
 class RunJob(Message, tag="run"):
+    """Idempotent by `job_id`: a job the agent already holds is re-attached and replayed.
+
+    `indices`, when given, are the controller's own numbers for the cells (one per cell);
+    results then carry them instead of the position in `cells`.
+    """
+
     job_id: str
     cells: list[CellSpec]
+    indices: Optional[list[int]] = None
 
 
 class JobAccepted(Message, tag="accepted"):
@@ -115,10 +144,22 @@ class CellDone(Message, tag="cell_done"):
     job_id: str
     index: int
     cell: Cell
+    evaluation: Optional[Evaluation] = None
 
 
 class JobDone(Message, tag="job_done"):
+    """The job ended; `interrupted` says why when it ended before all its cells ran."""
+
     job_id: str
+    interrupted: Optional[str] = None
+
+
+class Ack(Message, tag="ack"):
+    """The controller stored these results: the agent may delete them from its outbox."""
+
+    job_id: str
+    cells: list[int] = []
+    done: bool = False
 
 
 class InfoRequest(Message, tag="info"):
@@ -138,7 +179,7 @@ class Error(Message, tag="error"):
 
 AnyMessage = Union[
     Hello, Welcome, Ping, Pong, Offer, Fetch, Chunk, Have, RunJob, JobAccepted,
-    CellStarted, CellDone, JobDone, InfoRequest, InfoReply, Error,
+    CellStarted, CellDone, JobDone, InfoRequest, InfoReply, Error, Ack,
 ]
 
 _encoder = msgspec.msgpack.Encoder()

@@ -36,7 +36,11 @@ class WarmupStats(Record, kw_only=True):
 
 
 class LatencyStats(Record, kw_only=True):
-    """Steady-state latency of single invokes, in microseconds."""
+    """Steady-state latency of single invokes, in microseconds.
+
+    `p90` and `p99` are null when the source had no per-invoke times (a
+    `benchmark_model` log reports p5, median and p95 at most).
+    """
 
     count: int
     min: float
@@ -44,8 +48,10 @@ class LatencyStats(Record, kw_only=True):
     mean: float
     std: float
     p50: float
-    p90: float
-    p99: float
+    p90: Optional[float] = None
+    p99: Optional[float] = None
+    p5: Optional[float] = None
+    p95: Optional[float] = None
 
 
 class MemoryMB(Record, kw_only=True):
@@ -61,9 +67,12 @@ class MemoryMB(Record, kw_only=True):
 
 
 class Accuracy(Record, kw_only=True):
+    """Top-k accuracy over the dataset images that decoded (`skipped` did not)."""
+
     samples: int
     top1: float
     top5: float
+    skipped: int = 0
 
 
 class OutputDiff(Record, kw_only=True):
@@ -71,6 +80,48 @@ class OutputDiff(Record, kw_only=True):
     mean_abs: float
     max_abs: float
     top1_agreement: float
+
+
+class PreprocessSpec(Record, kw_only=True, forbid_unknown_fields=True):
+    """How images become input tensors (CONTRACT "Preprocessing spec").
+
+    `size` may be left out to mean the model's own input height and width.
+    """
+
+    size: Optional[tuple[int, int]] = None
+    resize: Literal["direct", "shorter_side_center_crop"] = "direct"
+    resize_to: Optional[int] = None
+    interpolation: Literal["nearest", "bilinear", "area", "bicubic"] = "bilinear"
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: list[float] = msgspec.field(default_factory=lambda: [0.0])
+    std: list[float] = msgspec.field(default_factory=lambda: [1.0])
+    scale: float = 1.0
+
+
+class TensorSummary(Record, kw_only=True):
+    """A compact fingerprint of one preprocessed input tensor, comparable across hosts.
+
+    `thumbnail` is the tensor average-pooled to at most 8x8 per channel, so that two
+    summaries give a meaningful largest difference without shipping whole tensors.
+    """
+
+    sample: int
+    sha256: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    thumbnail: list[float]
+
+
+class PreprocessParity(Record, kw_only=True):
+    """Host vs device input tensors for the same dataset images."""
+
+    samples: int
+    identical: int
+    max_abs_diff: float
+    tolerance: float
+    ok: bool
 
 
 class DelegateCoverage(Record, kw_only=True):
@@ -115,6 +166,7 @@ class Cell(Record, kw_only=True):
     memory_mb: Optional[MemoryMB] = None
     accuracy: Optional[Accuracy] = None
     output_diff: Optional[OutputDiff] = None
+    preprocess_parity: Optional[PreprocessParity] = None
     delegate_coverage: Optional[DelegateCoverage] = None
     device_state: Optional[DeviceState] = None
 
@@ -132,6 +184,19 @@ class Throttled(Record, kw_only=True):
     since_boot: list[str]
 
 
+class AndroidFacts(Record, kw_only=True):
+    """What `getprop` and the battery say about an Android device."""
+
+    manufacturer: Optional[str] = None
+    model: Optional[str] = None
+    soc: Optional[str] = None
+    android_version: Optional[str] = None
+    sdk: Optional[int] = None
+    abis: list[str] = []
+    serial: Optional[str] = None
+    battery_temp_c: Optional[float] = None
+
+
 class Facts(Record, kw_only=True):
     """What a device is (CONTRACT "Device facts")."""
 
@@ -147,6 +212,7 @@ class Facts(Record, kw_only=True):
     memory_mb: Optional[int]
     temp_c: Optional[float]
     throttled: Optional[Throttled] = None
+    android: Optional[AndroidFacts] = None
 
 
 class DeviceInfo(Record, kw_only=True):
@@ -161,6 +227,49 @@ class Transfer(Record, kw_only=True):
     models_cached: int = 0
 
 
+class VariantRow(Record, kw_only=True):
+    """One variant at one setting in a family comparison (medians over rounds)."""
+
+    model: str
+    variant: Optional[str]
+    delegate: str
+    threads: int
+    status: Status
+    size_bytes: int
+    p50_us: Optional[float] = None
+    p90_us: Optional[float] = None
+    init_ms: Optional[float] = None
+    peak_mb: Optional[float] = None
+    top1: Optional[float] = None
+    top1_delta: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    speedup: Optional[float] = None
+
+
+class Recommendation(Record, kw_only=True):
+    """The fastest variant and setting within the accuracy tolerance."""
+
+    model: str
+    variant: Optional[str]
+    delegate: str
+    threads: int
+    p50_us: float
+    speedup: Optional[float]
+    basis: Literal["top1", "top1_agreement"]
+
+
+class FamilyComparison(Record, kw_only=True):
+    """A variant family side by side on one device, with a recommendation."""
+
+    device: str
+    family: str
+    reference: Optional[str]
+    tolerance: float
+    rows: list[VariantRow]
+    recommendation: Optional[Recommendation]
+    statement: str
+
+
 class RunReport(Record, kw_only=True):
     """The document `controller run --json` prints."""
 
@@ -172,6 +281,7 @@ class RunReport(Record, kw_only=True):
     transfer: Transfer
     cells: list[Cell]
     errors: list[str] = []
+    variants: list[FamilyComparison] = []
 
 
 def to_builtins(record: msgspec.Struct) -> dict:

@@ -1,32 +1,41 @@
 """The agent's server loop: a ROUTER socket, one handler per message type.
 
-The loop sleeps in `poll` until a controller sends something, a job produces a message
-or a signal arrives; it never spins. Anything a controller sends that cannot be
-decoded or honoured gets an `Error` reply and a log line, never an exception that stops
-the agent.
+The loop sleeps in `poll` until a controller sends something, a job produces a result,
+an authentication request or a signal arrives, or the systemd watchdog is due; it never
+spins. Anything a controller sends that cannot be decoded, validated or honoured gets an
+`Error` reply and a log line, never an exception that stops the agent.
+
+Results are written to the outbox by the job thread before they are sent, and the loop
+routes them to whichever connection last claimed the job: a controller that reconnects
+re-sends its `RunJob` (same id) and gets every unacknowledged result again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
-from urllib.parse import urlsplit
 
 import zmq
 
-from agent import __version__, protocol
+from agent import __version__, protocol, validate
 from agent import runtime as runtimes
+from agent.auth import ZAP_DOMAIN, ZapHandler, load_secret
 from agent.cache import Incoming, ModelCache, TransferError
+from agent.config import AgentConfig, ConfigError, is_loopback_endpoint
 from agent.facts import read_facts
 from agent.jobs import JobRunner, delegates_offered
+from agent.notify import Notifier
+from agent.outbox import Outbox
 from agent.protocol import (
+    Ack,
+    CellDone,
+    CellStarted,
     Chunk,
     Error,
     Fetch,
@@ -35,6 +44,7 @@ from agent.protocol import (
     InfoReply,
     InfoRequest,
     JobAccepted,
+    JobDone,
     Message,
     Offer,
     Ping,
@@ -43,35 +53,17 @@ from agent.protocol import (
     Welcome,
 )
 
+__all__ = ["AgentConfig", "AgentServer", "ConfigError", "is_loopback_endpoint"]
+
 log = logging.getLogger("edgebench.agent")
 
-_OUTBOX = "inproc://edgebench-outbox"
-
-
-class ConfigError(ValueError):
-    """An agent configuration that must not be served."""
-
-
-@dataclass
-class AgentConfig:
-    bind: str = "tcp://127.0.0.1:5555"
-    data_dir: Path = Path("/var/lib/edgebench")
-    insecure: bool = False
-    root: str = "/"
-
-
-def is_loopback_endpoint(endpoint: str) -> bool:
-    """True for tcp endpoints on a loopback address (and ipc/inproc, which never leave)."""
-    parts = urlsplit(endpoint)
-    if parts.scheme in ("ipc", "inproc"):
-        return True
-    host = (parts.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_RESULTS = "inproc://edgebench-results"
+# Transfers one connection may have open at once, and how long a silent connection's
+# transfers are kept open (its partial files stay on disk for a resume either way).
+MAX_TRANSFERS = 4
+CLIENT_IDLE_S = 300.0
+# libzmq's own heartbeat on every connection: a dead peer is noticed even mid-transfer.
+ZMQ_HEARTBEAT_MS = 10_000
 
 
 @dataclass
@@ -79,32 +71,46 @@ class _Client:
     """What the agent tracks per connected controller."""
 
     transfers: dict[str, Incoming] = field(default_factory=dict)
+    last_seen: float = field(default_factory=time.monotonic)
 
 
 class AgentServer:
     """Serves controllers on one ROUTER socket until `stop()` or SIGTERM/SIGINT."""
 
-    def __init__(self, config: AgentConfig):
-        if not config.insecure:
-            raise ConfigError(
-                "refusing to serve without CURVE keys; for a loopback-only agent pass --insecure")
-        if not is_loopback_endpoint(config.bind):
-            raise ConfigError(
-                f"refusing to bind {config.bind} without authentication: "
-                "plain mode is only for loopback endpoints")
+    def __init__(self, config: AgentConfig, notifier: Optional[Notifier] = None):
+        config.check()
         self.config = config
+        self.notifier = notifier or Notifier({})
         self.runtime = runtimes.detect()
-        self.cache = ModelCache(Path(config.data_dir) / "models")
+        data = config.data_path
+        self.cache = ModelCache(data / "models", config.cache_quota_bytes)
+        self.outbox = Outbox(data / "outbox")
+        self.outbox.recover()
         self.facts = read_facts(config.root)
         self.endpoint: Optional[str] = None
+        self.messages_received = 0
         self._clients: dict[bytes, _Client] = {}
+        self._job_clients: dict[str, bytes] = {}
+        self._job_models: dict[str, list[str]] = {}
         self._stopping = threading.Event()
+        self._jobs_stopped = threading.Event()
+        self._reload = threading.Event()
         self._ctx = zmq.Context()
+        self._zap: Optional[ZapHandler] = None
         self._router = self._ctx.socket(zmq.ROUTER)
+        if not config.insecure:
+            public, secret = load_secret(config.secret_key)
+            self._zap = ZapHandler(self._ctx, config.allowed_keys_dir)
+            self._router.setsockopt(zmq.CURVE_SERVER, 1)
+            self._router.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            self._router.setsockopt(zmq.CURVE_SECRETKEY, secret)
+            self._router.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
         self._router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self._router.setsockopt(zmq.LINGER, 1000)
-        self._outbox = self._ctx.socket(zmq.PULL)
-        self._outbox.bind(_OUTBOX)
+        self._router.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
+        self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ZMQ_HEARTBEAT_MS)
+        self._results = self._ctx.socket(zmq.PULL)
+        self._results.bind(_RESULTS)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -115,6 +121,7 @@ class AgentServer:
             Offer: self._on_offer,
             Chunk: self._on_chunk,
             RunJob: self._on_run,
+            Ack: self._on_ack,
         }
         self._local = threading.local()
         self.jobs = JobRunner(self.cache, self.runtime, self._send_from_thread, config.root)
@@ -128,34 +135,85 @@ class AgentServer:
     def stop(self) -> None:
         """Ask the loop to finish (safe from any thread or a signal handler)."""
         self._stopping.set()
+        self._wake()
+
+    def reload(self) -> None:
+        """Ask the loop to read the allowed keys again (safe from a signal handler)."""
+        self._reload.set()
+        self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
     def serve(self, install_signal_handlers: bool = True) -> None:
-        """Run until stopped."""
+        """Run until stopped; a running cell is finished (and its result kept) first."""
         if self.endpoint is None:
             self.bind()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
+            signal.signal(signal.SIGHUP, lambda *_: self.reload())
         poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(self._outbox, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
-        log.info("listening on %s (runtime %s %s)", self.endpoint,
+        for sock in (self._router, self._results, self._wake_r, *([self._zap.socket] if self._zap else [])):
+            poller.register(sock, zmq.POLLIN)
+        log.info("listening on %s (%s, runtime %s %s)", self.endpoint,
+                 "insecure" if self.config.insecure else "CURVE",
                  self.runtime.name if self.runtime else "none",
                  self.runtime.version if self.runtime else "")
+        self.notifier.ready(f"listening on {self.endpoint}")
+        watchdog_s = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else None
+        next_ping = time.monotonic()
+        stopping_jobs = False
         try:
-            while not self._stopping.is_set():
-                events = dict(poller.poll())
+            while not self._jobs_stopped.is_set():
+                if self._stopping.is_set() and not stopping_jobs:
+                    stopping_jobs = True
+                    self._begin_stop()
+                if watchdog_s is not None and time.monotonic() >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = time.monotonic() + watchdog_s
+                events = dict(poller.poll(self._poll_timeout_ms(next_ping if watchdog_s else None)))
                 if self._wake_r.fileno() in events:
                     self._drain_wake()
-                if self._outbox in events:
-                    self._forward_outbox()
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reload_keys()
+                if self._zap is not None and self._zap.socket in events:
+                    self._zap.handle()
+                if self._results in events:
+                    self._forward_results()
                 if self._router in events:
                     self._receive()
+                self._forget_idle_clients()
         finally:
             self._close()
+
+    def _poll_timeout_ms(self, next_ping: Optional[float]) -> Optional[int]:
+        deadlines = [next_ping] if next_ping is not None else []
+        if self._clients:
+            deadlines.append(min(c.last_seen for c in self._clients.values()) + CLIENT_IDLE_S)
+        if not deadlines:
+            return None  # nothing is due: sleep until something arrives
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _begin_stop(self) -> None:
+        """Let the job thread finish its cell in the background while the loop keeps serving."""
+        log.info("stopping: finishing the running cell")
+        self.notifier.stopping()
+
+        def finish() -> None:
+            self.jobs.stop()
+            self._jobs_stopped.set()
+            self._wake()
+
+        threading.Thread(target=finish, name="stop", daemon=True).start()
+
+    def _reload_keys(self) -> None:
+        self.notifier.reloading()
+        if self._zap is not None:
+            self._zap.reload()
+        self.notifier.ready()
 
     def _drain_wake(self) -> None:
         try:
@@ -164,13 +222,18 @@ class AgentServer:
         except BlockingIOError:
             pass
 
-    def _forward_outbox(self) -> None:
+    def _forward_results(self) -> None:
         while True:
             try:
-                frames = self._outbox.recv_multipart(zmq.NOBLOCK)
+                frames = self._results.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._router.send_multipart(frames)
+            job_id = frames[0].decode()
+            if frames[1] == b"done":
+                self.cache.unpin(self._job_models.pop(job_id, []))
+            client = self._job_clients.get(job_id)
+            if client is not None:  # else kept in the outbox until a controller claims the job
+                self._router.send_multipart([client, *frames[2:]])
 
     def _receive(self) -> None:
         while True:
@@ -178,12 +241,19 @@ class AgentServer:
                 frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
+            self.messages_received += 1
             client, frames = frames[0], frames[1:]
+            self._client(client).last_seen = time.monotonic()
             try:
                 message, payload = protocol.decode(frames)
+                bad = validate.problem(message, payload)
             except protocol.ProtocolError as exc:
                 log.warning("client %s: %s", client.hex(), exc)
                 self._reply(client, Error(message=str(exc)))
+                continue
+            if bad:
+                log.warning("client %s: rejected %s: %s", client.hex(), type(message).__name__, bad)
+                self._reply(client, Error(message=f"invalid {type(message).__name__}: {bad}"))
                 continue
             handler = self._handlers.get(type(message))
             if handler is None:
@@ -200,17 +270,32 @@ class AgentServer:
         self._router.send_multipart([client, *protocol.encode(message, *payload)])
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
+        """Called by the job thread: persist a result, then hand it to the loop to route."""
+        if isinstance(message, (CellDone, JobDone)):
+            self.outbox.put(message)
+        elif isinstance(message, CellStarted):
+            self.outbox.started(message.job_id, message.index)
         sock = getattr(self._local, "push", None)
         if sock is None:
             sock = self._local.push = self._ctx.socket(zmq.PUSH)
-            sock.connect(_OUTBOX)
-        sock.send_multipart([client, *protocol.encode(message)])
+            sock.connect(_RESULTS)
+        kind = b"done" if isinstance(message, JobDone) else b""
+        sock.send_multipart([message.job_id.encode(), kind, *protocol.encode(message)])
 
     def _client(self, client: bytes) -> _Client:
         return self._clients.setdefault(client, _Client())
 
+    def _forget_idle_clients(self) -> None:
+        now = time.monotonic()
+        for client, state in list(self._clients.items()):
+            if now - state.last_seen > CLIENT_IDLE_S:
+                for incoming in state.transfers.values():
+                    incoming.abort()
+                del self._clients[client]
+
     def _on_hello(self, client: bytes, message: Hello, payload: list) -> None:
-        log.info("client %s: hello (controller %s)", client.hex(), message.client_version)
+        log.info("client %s: hello (controller %s, protocol minor %d)", client.hex(),
+                 message.client_version, message.minor)
         self._reply(client, Welcome(
             agent_version=__version__, minor=protocol.MINOR,
             runtime=self.runtime.name if self.runtime else None,
@@ -226,15 +311,22 @@ class AgentServer:
 
     def _on_offer(self, client: bytes, message: Offer, payload: list) -> None:
         state = self._client(client)
+        kind = getattr(message, "kind", "model")
         try:
-            if self.cache.has(message.sha256):
+            if self.cache.has(message.sha256, kind):
                 self._reply(client, Have(sha256=message.sha256, transferred=0))
                 return
             old = state.transfers.pop(message.sha256, None)
             if old is not None:
                 old.abort()
-            incoming = self.cache.receive(message.sha256, message.size, protocol.CHUNK_SIZE)
+            if len(state.transfers) >= MAX_TRANSFERS:
+                raise TransferError(f"at most {MAX_TRANSFERS} transfers at once")
+            busy = {sha for c in self._clients.values() for sha in c.transfers}
+            for name in self.cache.make_room(message.size, keep=busy | {message.sha256}):
+                log.info("cache: evicted %s (least recently used)", name)
+            incoming = self.cache.receive(message.sha256, message.size, protocol.CHUNK_SIZE, kind)
         except (TransferError, OSError) as exc:
+            log.warning("client %s: refused %s: %s", client.hex(), message.sha256, exc)
             self._reply(client, Error(message=str(exc), ref=message.sha256))
             return
         state.transfers[message.sha256] = incoming
@@ -255,8 +347,8 @@ class AgentServer:
     def _on_chunk(self, client: bytes, message: Chunk, payload: list) -> None:
         state = self._client(client)
         incoming = state.transfers.get(message.sha256)
-        if incoming is None or len(payload) != 1:
-            self._reply(client, Error(message="unexpected chunk", ref=message.sha256))
+        if incoming is None:
+            self._reply(client, Error(message="chunk without an offer", ref=message.sha256))
             return
         try:
             complete = incoming.write(message.offset, payload[0])
@@ -274,18 +366,42 @@ class AgentServer:
             self._request_next(client, incoming)
 
     def _on_run(self, client: bytes, message: RunJob, payload: list) -> None:
+        if self.outbox.known(message.job_id):
+            # The same job again: a controller reconnecting. Replay what it has not acknowledged.
+            self._job_clients[message.job_id] = client
+            pending = self.outbox.pending(message.job_id)
+            log.info("job %s: re-attached by client %s, replaying %d result(s)",
+                     message.job_id, client.hex(), len(pending))
+            self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
+            for result in pending:
+                self._reply(client, result)
+            return
+        if self._stopping.is_set():
+            self._reply(client, Error(message="agent is stopping; not accepting jobs", ref=message.job_id))
+            return
+        self.outbox.accept(message)
+        self._job_clients[message.job_id] = client
+        models = [spec.model_sha256 for spec in message.cells]
+        self._job_models[message.job_id] = models
+        self.cache.pin(models)
         self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
         self.jobs.submit(client, message)
 
+    def _on_ack(self, client: bytes, message: Ack, payload: list) -> None:
+        self.outbox.ack(message.job_id, message.cells, message.done)
+        if message.done:
+            self._job_clients.pop(message.job_id, None)
+
     def _close(self) -> None:
-        log.info("stopping")
-        self.jobs.stop()
-        self._forward_outbox()
+        log.info("stopped")
+        self._forward_results()
         for state in self._clients.values():
             for incoming in state.transfers.values():
                 incoming.abort()
-        self._router.close()
-        self._outbox.close()
+        sockets = [self._router, self._results, *([self._zap] if self._zap else [])]
+        for sock in sockets:
+            sock.close()
         self._wake_r.close()
         self._wake_w.close()
         self._ctx.destroy(linger=1000)
+        self.notifier.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from controller.commands import devices, info, run
+from controller.commands import devices, info, keys, preprocess, run
 
-COMMANDS = (run, info, devices)
+COMMANDS = (run, info, devices, preprocess, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

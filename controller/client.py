@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from agent import protocol
 from agent.protocol import (
+    Ack,
     CellDone,
     CellSpec,
     CellStarted,
@@ -30,9 +32,11 @@ from agent.protocol import (
     RunJob,
     Welcome,
 )
-from agent.schema import Cell, Facts
+from agent.schema import Facts
 from controller import __version__
 
+_HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 # Send a ping after this much silence; declare the agent lost after `lost_after_s`.
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 30.0
@@ -46,11 +50,27 @@ class AgentLost(ConnectionError):
     """The agent stopped answering."""
 
 
+class CurveKeys(NamedTuple):
+    """z85 keys for an authenticated connection: the agent's public key and our pair."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+
+def load_curve_keys(server_public_key: os.PathLike, client_secret_key: os.PathLike) -> CurveKeys:
+    """The keys for a CURVE connection, from pyzmq certificate files."""
+    from agent.auth import load_public, load_secret
+
+    public, secret = load_secret(client_secret_key)
+    return CurveKeys(server_public=load_public(server_public_key), public=public, secret=secret)
+
+
 class AgentClient:
     """A connection to one agent. Not thread-safe: one client per thread."""
 
     def __init__(self, endpoint: str, lost_after_s: float = LOST_AFTER_S,
-                 heartbeat_s: float = HEARTBEAT_S):
+                 heartbeat_s: float = HEARTBEAT_S, curve: Optional[CurveKeys] = None):
         self.endpoint = endpoint
         self.lost_after_s = lost_after_s
         self.heartbeat_s = min(heartbeat_s, lost_after_s)
@@ -60,10 +80,21 @@ class AgentClient:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_FRAME_BYTES)
         self._socket.setsockopt(zmq.ROUTING_ID, uuid.uuid4().bytes)
+        if curve is not None:
+            self._socket.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
+            self._socket.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+            self._socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+        # Handshake failures (a refused key, CURVE on one side only) are otherwise silent.
+        self._monitor = self._socket.get_monitor_socket(_HANDSHAKE_FAILURES)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._socket.connect(endpoint)
         self._ping_seq = 0
 
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close()
         self._socket.close()
 
     def __enter__(self) -> AgentClient:
@@ -83,7 +114,10 @@ class AgentClient:
             silent = time.monotonic() - last_heard
             if silent >= lost_after_s:
                 raise AgentLost(f"agent at {self.endpoint} did not answer for {lost_after_s:.0f} s")
-            if self._socket.poll(int(min(self.heartbeat_s, lost_after_s - silent) * 1000)):
+            events = dict(self._poller.poll(int(min(self.heartbeat_s, lost_after_s - silent) * 1000)))
+            if self._monitor in events:
+                self._handshake_failed()
+            if self._socket in events:
                 message, payload = protocol.decode(self._socket.recv_multipart())
                 last_heard = time.monotonic()
                 if not isinstance(message, Pong):
@@ -91,6 +125,14 @@ class AgentClient:
             else:
                 self._ping_seq += 1
                 self._send(Ping(seq=self._ping_seq))
+
+    def _handshake_failed(self) -> None:
+        event = recv_monitor_message(self._monitor)
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            raise AgentError(f"agent at {self.endpoint} refused this controller's key "
+                             "(add its public key to the agent's allowed_keys_dir)")
+        raise AgentError(f"handshake with agent at {self.endpoint} failed (error {event['value']}): "
+                         "do both sides agree on CURVE and the agent's public key?")
 
     def _expect(self, kind: type, timeout_s: Optional[float] = None):
         message, _ = self._receive(timeout_s)
@@ -109,9 +151,9 @@ class AgentClient:
         self._send(InfoRequest())
         return self._expect(InfoReply).facts
 
-    def push_model(self, path: str, sha256: str, size: int, name: str) -> int:
-        """Make sure the agent holds this model; returns the model bytes sent (0 if cached)."""
-        self._send(Offer(sha256=sha256, size=size, name=name))
+    def push_model(self, path: str, sha256: str, size: int, name: str, kind: str = "model") -> int:
+        """Make sure the agent holds this model (or dataset); returns the bytes sent (0 if cached)."""
+        self._send(Offer(sha256=sha256, size=size, name=name, kind=kind))
         sent = 0
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -131,17 +173,25 @@ class AgentClient:
 
     def run_job(self, job_id: str, cells: list[CellSpec],
                 on_started: Callable[[int, int], None] = lambda index, pid: None,
-                on_cell: Callable[[int, Cell], None] = lambda index, cell: None) -> None:
-        """Run the cells on the agent, calling back as each starts and finishes."""
-        self._send(RunJob(job_id=job_id, cells=cells))
+                on_cell: Callable[[CellDone], None] = lambda done: None,
+                indices: Optional[list[int]] = None) -> JobDone:
+        """Run the cells on the agent, calling back as each starts and finishes.
+
+        Each result is acknowledged after `on_cell` returns (the agent then deletes it
+        from its outbox). Sending a job id the agent already holds re-attaches to it: the
+        agent replays every result not yet acknowledged, so `on_cell` may see an index twice.
+        """
+        self._send(RunJob(job_id=job_id, cells=cells, indices=indices))
         self._expect(JobAccepted)
         while True:
             message, _ = self._receive()
             if isinstance(message, CellStarted) and message.job_id == job_id:
                 on_started(message.index, message.pid)
             elif isinstance(message, CellDone) and message.job_id == job_id:
-                on_cell(message.index, message.cell)
+                on_cell(message)
+                self._send(Ack(job_id=job_id, cells=[message.index]))
             elif isinstance(message, JobDone) and message.job_id == job_id:
-                return
+                self._send(Ack(job_id=job_id, done=True))
+                return message
             elif isinstance(message, Error):
                 raise AgentError(message.message)

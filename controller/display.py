@@ -14,7 +14,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from agent.schema import Cell, RunReport
+from agent.schema import Cell, FamilyComparison, RunReport
+from agent.stats import UNSTABLE_CV
 from controller.runner import Observer
 
 
@@ -49,7 +50,10 @@ def results_table(report: RunReport) -> Table:
         table.add_column(name)
     if many_rounds:
         table.add_column("round", justify="right")
-    for name in ("p50", "p90", "init", "peak MB", "status"):
+    accuracy = any(c.accuracy for c in report.cells)
+    agreement = any(c.output_diff for c in report.cells)
+    for name in ("p50", "p90", "init", "peak MB", *(["top-1"] if accuracy else []),
+                 *(["agree", "max |Δ|"] if agreement else []), "status"):
         table.add_column(name, justify="right" if name != "status" else "left")
     for cell in sorted(report.cells, key=sort_key):
         latency = cell.latency_us
@@ -62,10 +66,52 @@ def results_table(report: RunReport) -> Table:
             format_us(latency.p90 if latency else None),
             format_us(cell.init_ms * 1000 if cell.init_ms is not None else None),
             format_mb(cell.memory_mb.peak_rss if cell.memory_mb else None),
-            "ok" + (" (unstable)" if cell.warnings else "") if cell.status == "ok"
-            else f"[red]failed[/red]: {cell.error}",
         ]
+        if accuracy:
+            row.append(format_fraction(cell.accuracy.top1 if cell.accuracy else None))
+        if agreement:
+            diff = cell.output_diff
+            row += [format_fraction(diff.top1_agreement if diff else None),
+                    f"{diff.max_abs:.3g}" if diff else "-"]
+        row.append(_status(cell))
         table.add_row(*row)
+    return table
+
+
+def format_fraction(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _status(cell: Cell) -> str:
+    if cell.status != "ok":
+        return f"[red]failed[/red]: {cell.error}"
+    unstable = cell.cv is not None and cell.cv > UNSTABLE_CV
+    parity = cell.preprocess_parity is not None and not cell.preprocess_parity.ok
+    return "ok" + (" (unstable)" if unstable else "") + (" [red](input mismatch)[/red]" if parity else "")
+
+
+def variants_table(comparison: FamilyComparison) -> Table:
+    """One family on one device, side by side, with the recommendation as caption."""
+    table = Table(title=f"{comparison.family} on {comparison.device}"
+                        + (f" (reference {comparison.reference})" if comparison.reference else ""),
+                  caption=comparison.statement)
+    for name in ("model", "variant", "delegate", "threads", "size", "p50", "p90", "init", "peak MB",
+                 "top-1", "Δ top-1", "agree", "speed-up"):
+        table.add_column(name, justify="left" if name in ("model", "variant", "delegate") else "right")
+    pick = comparison.recommendation
+    for row in comparison.rows:
+        chosen = pick is not None and (row.model, row.delegate, row.threads) == (
+            pick.model, pick.delegate, pick.threads)
+        table.add_row(
+            ("★ " if chosen else "") + row.model, row.variant or "-", row.delegate, str(row.threads),
+            f"{row.size_bytes / 1000:.0f} KB", format_us(row.p50_us), format_us(row.p90_us),
+            format_us(row.init_ms * 1000 if row.init_ms is not None else None), format_mb(row.peak_mb),
+            format_fraction(row.top1),
+            "-" if row.top1_delta is None else f"{row.top1_delta * 100:+.1f} pt",
+            format_fraction(row.top1_agreement),
+            "-" if row.speedup is None else f"{row.speedup:.2f}x",
+            style="bold" if chosen else None,
+        )
     return table
 
 

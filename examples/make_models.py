@@ -30,19 +30,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from make_dataset import SEED, digits
 
 OUT = Path(__file__).resolve().parent / "models"
-SEED = 7
-
-
-def digits():
-    """Digits as 0-255 pixel images scaled to [0, 1], with a held-out test split."""
-    data = load_digits()
-    images = (data.images * (255.0 / 16.0)).round().astype(np.float32) / 255.0
-    return train_test_split(images[..., None], data.target, test_size=0.2, random_state=SEED,
-                            stratify=data.target)
 
 
 def small_cnn() -> tf.keras.Model:

@@ -39,7 +39,7 @@ def test_crashed_cell_fails_with_its_signal_and_next_cell_runs(agent, family):
         client.hello()
         sha = push(client, path)
         client.run_job("crash", [spec(sha, path.name, LONG), spec(sha, path.name, QUICK)],
-                       on_started=crash_first, on_cell=cells.__setitem__)
+                       on_started=crash_first, on_cell=lambda done: cells.__setitem__(done.index, done.cell))
         # The agent survived: it still answers and measures.
         assert client.hello().agent_version
     assert cells[0].status == "failed"
@@ -58,6 +58,6 @@ def test_missing_model_and_unknown_delegate_fail_cells_with_clear_lines(agent, f
         unknown = CellSpec(model_sha256=sha, model_name=path.name, delegate="warp-drive",
                            threads=1, settings=QUICK)
         client.run_job("bad", [spec("0" * 64, "ghost.tflite", QUICK), unknown],
-                       on_cell=cells.__setitem__)
+                       on_cell=lambda done: cells.__setitem__(done.index, done.cell))
     assert cells[0].error == "model ghost.tflite was not transferred to the agent"
     assert "delegate 'warp-drive' is not available" in cells[1].error

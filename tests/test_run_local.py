@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 
 import pytest
-from conftest import FIXTURE_MODELS, QUICK
+from conftest import FIXTURE_MODELS, QUICK, controller, run_json
 
 CELL_KEYS = {
     "device", "model", "model_sha256", "model_size_bytes", "variant", "delegate", "threads",
@@ -19,17 +17,6 @@ CELL_KEYS = {
 LATENCY_KEYS = {"count", "min", "max", "mean", "std", "p50", "p90", "p99"}
 FACT_KEYS = {"hostname", "board", "machine", "os", "kernel", "python", "runtime",
              "runtime_version", "cpu", "memory_mb", "temp_c", "throttled"}
-
-
-def controller(*args: str, db) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "controller", *args, "--db", str(db)],
-                          check=False, capture_output=True, text=True, timeout=600)
-
-
-def run_json(*args: str, db) -> dict:
-    result = controller("run", "--device", "local", *QUICK, *args, "--json", db=db)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_full_local_run_holds_the_json_contract(tmp_path, family):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from agent.preprocess import PreprocessError, load_spec
 from agent.schema import Settings
-from controller import locations
+from controller import families, locations, variants
 from controller.commands import (
     comma_ints,
     comma_list,
@@ -13,7 +14,7 @@ from controller.commands import (
     stderr_console,
     stdout_console,
 )
-from controller.display import ProgressDisplay, results_table
+from controller.display import ProgressDisplay, results_table, variants_table
 from controller.runner import NothingToMeasure, RunRequest, run
 from controller.store import ResultStore
 
@@ -38,6 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-delay", type=float, default=_DEFAULTS.run_delay,
                    help="seconds to sleep between timed invokes")
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole matrix this many times")
+    p.add_argument("--dataset", metavar="DIR",
+                   help="class-per-directory images: measure top-1/top-5 accuracy on the device")
+    p.add_argument("--preprocess", metavar="SPEC.toml", help="how dataset images become input tensors")
+    p.add_argument("--reference", metavar="MODEL",
+                   help="compare every model's outputs with this one (default: each family's fp32 member)")
+    p.add_argument("--family", action="append", default=[], metavar="NAME=GLOB[,GLOB]",
+                   help="group models into a variant family by file name (repeatable)")
+    p.add_argument("--accuracy-tolerance", type=float, default=variants.DEFAULT_TOLERANCE * 100,
+                   metavar="POINTS", help="top-1 points a recommended variant may lose (default: 1)")
     p.add_argument("--tag", help="label for this run (e.g. nightly)")
     p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
     p.add_argument("--json", action="store_true", help="print the run as one JSON document")
@@ -45,26 +55,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    console = stderr_console()
     if args.rounds < 1 or args.num_runs < 1 or args.warmup_runs < 0:
-        print("controller run: --rounds and --num-runs must be at least 1", flush=True)
+        console.print("[red]error:[/red] --rounds and --num-runs must be at least 1")
+        return 2
+    try:
+        spec = load_spec(args.preprocess) if args.preprocess else None
+        family_map = families.parse_mapping(args.family)
+    except (PreprocessError, families.FamilyError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     request = RunRequest(
         devices=args.device, models=args.models, threads=args.threads, delegates=args.delegates,
         settings=Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
                           num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
                           run_delay=args.run_delay),
-        rounds=args.rounds, tag=args.tag,
+        rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
+        reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
     )
-    console = stderr_console()
     with ResultStore(args.db or locations.default_db()) as store, ProgressDisplay(console) as display:
         try:
             report = run(request, store, display)
         except NothingToMeasure as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
+    out = console if args.json else stdout_console()
     if args.json:
         print_json(report)
-        console.print(results_table(report))
-    else:
-        stdout_console().print(results_table(report))
+    out.print(results_table(report))
+    for comparison in report.variants:
+        out.print(variants_table(comparison))
     return 0 if report.devices else 2

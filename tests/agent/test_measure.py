@@ -48,8 +48,9 @@ def test_measure_fills_every_phase(family, delegate):
     path = family["int8"]
     spec = spec_for(path, delegate)
     snapshots = []
-    cell = measure(str(path), spec, runtimes.require(), cell_template(spec, path.stat().st_size),
-                   SysRoot("/"), snapshots.append)
+    cell, evaluation = measure(str(path), spec, runtimes.require(),
+                               cell_template(spec, path.stat().st_size), SysRoot("/"), snapshots.append)
+    assert evaluation is None  # not asked for
     assert cell.status == "ok" and cell.error is None
     assert cell.delegate == delegate and cell.runtime == "ai-edge-litert"
     assert cell.warmup.count == 2 and cell.latency_us.count == 7
@@ -66,8 +67,8 @@ def test_runtime_failure_is_a_failed_cell_not_an_exception(tmp_path):
     path = tmp_path / "fake.tflite"
     path.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
     spec = spec_for(path)
-    cell = measure(str(path), spec, runtimes.require(), cell_template(spec, 72), SysRoot("/"),
-                   lambda s: None)
+    cell, _ = measure(str(path), spec, runtimes.require(), cell_template(spec, 72), SysRoot("/"),
+                      lambda s: None)
     assert cell.status == "failed"
     assert cell.error.startswith("loading the model failed") and "\n" not in cell.error
 
@@ -78,7 +79,9 @@ def test_child_process_timeout_fails_the_cell_and_keeps_init(family):
     spec = spec_for(path, settings=slow)
     runner = CellRunner(runtimes.require())
     pids = []
-    cell = runner.run(str(path), spec, cell_template(spec, 1), on_start=pids.append, timeout_s=3)
+    cell, evaluation = runner.run(str(path), spec, cell_template(spec, 1), on_start=pids.append,
+                                  timeout_s=3)
+    assert evaluation is None
     assert cell.status == "failed" and cell.error == "cell timed out after 3 s"
     assert cell.init_ms is not None and cell.warmup is not None  # snapshots were kept
     assert len(pids) == 1
