@@ -110,10 +110,19 @@ def check_fit(spec: PreprocessSpec, target: InputTensor) -> None:
             f"{target.height}x{target.width}")
 
 
+def _cv2():
+    """OpenCV, imported only when images are processed (it is heavy for a small device)."""
+    try:
+        import cv2
+    except ImportError:
+        raise PreprocessError(
+            "OpenCV is not installed here (pip install 'edgebench[accuracy]')") from None
+    return cv2
+
+
 def decode(data: bytes, channels: int) -> np.ndarray:
     """Decode 8-bit image bytes to HxWx3 BGR (OpenCV's order) or HxWx1 grayscale."""
-    import cv2
-
+    cv2 = _cv2()
     flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if image is None:
@@ -123,8 +132,7 @@ def decode(data: bytes, channels: int) -> np.ndarray:
 
 def to_tensor(image: np.ndarray, spec: PreprocessSpec, target: InputTensor) -> np.ndarray:
     """A decoded image (from `decode`) as the model's [1, H, W, C] input tensor."""
-    import cv2
-
+    cv2 = _cv2()
     check_fit(spec, target)
     if target.channels == 3 and spec.color == "RGB":
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -136,8 +144,7 @@ def to_tensor(image: np.ndarray, spec: PreprocessSpec, target: InputTensor) -> n
 
 
 def _resize(image: np.ndarray, spec: PreprocessSpec, height: int, width: int) -> np.ndarray:
-    import cv2
-
+    cv2 = _cv2()
     interpolation = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR,
                      "area": cv2.INTER_AREA, "bicubic": cv2.INTER_CUBIC}[spec.interpolation]
     if spec.resize == "direct":
