@@ -48,14 +48,19 @@ def test_full_local_run_holds_the_json_contract(tmp_path, family):
                 assert cell["init_ms"] > 0 and cell["first_inference_us"] > 0
                 assert cell["warmup"]["count"] >= 1 and cell["warmup"]["mean_us"] > 0
                 lat = cell["latency_us"]
-                assert set(lat) == LATENCY_KEYS
+                assert set(lat) >= LATENCY_KEYS
                 assert lat["count"] >= 5
                 assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
                 assert lat["min"] <= lat["mean"] <= lat["max"] and lat["std"] >= 0
                 mem = cell["memory_mb"]
                 assert mem["peak_rss"] > 0 and mem["overall"] >= 0
                 assert mem["peak_rss"] >= mem["overall"]
-                assert cell["accuracy"] is None and cell["output_diff"] is None
+                assert cell["accuracy"] is None  # no dataset given
+                # Without a dataset, variants are compared with fp32 on seeded random inputs.
+                if variant == "fp32":
+                    assert cell["output_diff"] is None
+                else:
+                    assert cell["output_diff"]["reference"] == "digits_cnn_fp32.tflite"
                 assert "throttled" in cell["device_state"]
 
     with sqlite3.connect(db) as conn:
