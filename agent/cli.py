@@ -12,61 +12,38 @@ from typing import Optional
 import msgspec
 import zmq
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib
-
+from agent import auth, config, service
 from agent.facts import facts_lines, read_facts
+from agent.notify import Notifier
 from agent.protocol import READY_PREFIX
-from agent.server import AgentConfig, AgentServer, ConfigError
-
-_CONFIG_KEYS = {"bind", "data_dir", "insecure", "log_level"}
-
-
-def default_data_dir() -> Path:
-    """Where an agent keeps its cache when neither config nor flags say."""
-    if os.geteuid() == 0:
-        return Path("/var/lib/edgebench")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
-    return Path(base) / "edgebench" / "agent"
-
-
-def load_config(path: Optional[str]) -> dict:
-    """The `agent.toml` settings as a dict; unknown keys are an error."""
-    if path is None:
-        return {}
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
-    unknown = set(data) - _CONFIG_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    return data
+from agent.server import AgentServer
 
 
 def _serve(args: argparse.Namespace) -> int:
     try:
-        file_config = load_config(args.config)
-    except (OSError, tomllib.TOMLDecodeError, ConfigError) as exc:
-        print(f"agent: cannot read config: {exc}", file=sys.stderr)
+        settings = config.load(
+            args.config, bind=args.bind, data_dir=args.data_dir, log_level=args.log_level,
+            insecure=True if args.insecure else None,
+            cache_quota_bytes=args.cache_quota_bytes,
+        )
+        settings.check()
+        if args.root:
+            settings = msgspec.structs.replace(settings, root=args.root)
+    except config.ConfigError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, str(file_config.get("log_level", args.log_level)).upper(), logging.INFO),
-        format="%(levelname)s %(message)s", stream=sys.stderr,
-    )
-    config = AgentConfig(
-        bind=args.bind or file_config.get("bind", "tcp://127.0.0.1:5555"),
-        data_dir=Path(args.data_dir or file_config.get("data_dir") or default_data_dir()),
-        insecure=args.insecure or bool(file_config.get("insecure", False)),
-    )
+    # One line per event, no timestamps: journald adds its own.
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper()),
+                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    notifier = Notifier()
     try:
-        server = AgentServer(config)
+        server = AgentServer(settings, notifier)
         endpoint = server.bind()
-    except (ConfigError, OSError) as exc:
+    except (config.ConfigError, auth.KeyFileError, OSError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     except zmq.ZMQError as exc:  # a malformed or busy endpoint
-        print(f"agent: cannot bind {config.bind}: {exc}", file=sys.stderr)
+        print(f"agent: cannot bind {settings.bind}: {exc}", file=sys.stderr)
         return 2
     print(READY_PREFIX + endpoint, flush=True)
     server.serve()
@@ -82,23 +59,81 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_generate(args: argparse.Namespace) -> int:
+    try:
+        public, secret = auth.generate(args.dir, args.name, overwrite=args.force)
+    except (auth.KeyFileError, OSError) as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 2
+    print(f"public key: {public}  (give this file to controllers as the profile's server_public_key)")
+    print(f"secret key: {secret}  (keep it on this device; agent.toml secret_key)")
+    return 0
+
+
+def _install_service(args: argparse.Namespace) -> int:
+    options = service.ServiceOptions(
+        user=args.user, config_path=Path(args.config), data_dir=Path(args.data_dir),
+        exec_start=args.exec_start or service.default_exec_start(),
+        watchdog_s=args.watchdog_sec,
+    )
+    unit = service.unit_text(options)
+    if args.dry_run:
+        if args.unit_out:
+            Path(args.unit_out).write_text(unit)
+            print(f"wrote {args.unit_out}", file=sys.stderr)
+        else:
+            sys.stdout.write(unit)
+        return 0
+    if os.geteuid() != 0:
+        print("agent: install-service needs root (or use --dry-run --unit-out PATH)", file=sys.stderr)
+        return 2
+    try:
+        for line in service.install(options, Path(args.unit_out or service.UNIT_PATH)):
+            print(line)
+    except (service.InstallError, OSError) as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description="edgebench device agent")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve controllers (the long-running agent)")
-    serve.add_argument("--config", help="agent.toml with bind, data_dir, insecure, log_level")
+    serve.add_argument("--config", help="agent.toml (bind, data_dir, cache_quota_bytes, secret_key, "
+                                        "allowed_keys_dir, insecure, log_level)")
     serve.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 (port * picks one)")
-    serve.add_argument("--data-dir", help="model cache and state directory")
+    serve.add_argument("--data-dir", help="model cache and result outbox directory")
+    serve.add_argument("--cache-quota-bytes", type=int, help="most bytes the model cache may hold")
     serve.add_argument("--insecure", action="store_true",
                        help="serve without authentication (loopback endpoints only)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", choices=config.LOG_LEVELS)
+    serve.add_argument("--root", help="read /proc and /sys below this directory (a captured device tree)")
     serve.set_defaults(func=_serve)
 
     info = sub.add_parser("info", help="device facts")
     info.add_argument("--root", default="/", help="read /proc and /sys below this directory")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_info)
+
+    keys = sub.add_parser("keys", help="CURVE key pairs").add_subparsers(dest="keys_command", required=True)
+    generate = keys.add_parser("generate", help="create NAME.key and NAME.key_secret in DIR")
+    generate.add_argument("dir")
+    generate.add_argument("--name", default="agent")
+    generate.add_argument("--force", action="store_true", help="replace an existing key pair")
+    generate.set_defaults(func=_keys_generate)
+
+    install = sub.add_parser("install-service", help="systemd unit, user and directories")
+    install.add_argument("--user", default=service.DEFAULT_USER, help="system user the agent runs as")
+    install.add_argument("--config", default=str(config.DEFAULT_CONFIG_PATH))
+    install.add_argument("--data-dir", default="/var/lib/edgebench")
+    install.add_argument("--exec-start", help="agent command (default: this installation's `agent`)")
+    install.add_argument("--watchdog-sec", type=int, default=service.WATCHDOG_S)
+    install.add_argument("--unit-out", help=f"where to write the unit (default {service.UNIT_PATH})")
+    install.add_argument("--dry-run", action="store_true",
+                         help="only write the unit (to --unit-out or stdout); no user, no directories")
+    install.set_defaults(func=_install_service)
     return parser
 
 

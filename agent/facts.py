@@ -15,10 +15,11 @@ from typing import Optional
 import msgspec
 
 from agent import runtime as runtimes
-from agent.schema import CpuFacts, DeviceState, Facts
+from agent import throttle
+from agent.schema import CpuFacts, CpuPolicy, DeviceState, Facts
 
 # ARM "CPU part" numbers of the cores edge devices ship with.
-_ARM_PARTS = {
+ARM_PARTS = {
     "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
     "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
     "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
@@ -60,10 +61,11 @@ def read_facts(root: str = "/") -> Facts:
     """What this device is, as far as a benchmark result needs to say."""
     sys_root = SysRoot(root)
     runtime = runtimes.detect()
+    temp_c = read_temp_c(sys_root)
     return Facts(
         hostname=_hostname(sys_root),
         board=_board(sys_root),
-        machine=platform.machine(),
+        machine=sys_root.read("/proc/sys/kernel/arch") or platform.machine(),
         os=_os_name(sys_root),
         kernel=sys_root.read("/proc/sys/kernel/osrelease") or platform.release(),
         python=platform.python_version(),
@@ -71,7 +73,8 @@ def read_facts(root: str = "/") -> Facts:
         runtime_version=runtime.version if runtime else None,
         cpu=_cpu(sys_root),
         memory_mb=_memory_mb(sys_root),
-        temp_c=read_temp_c(sys_root),
+        temp_c=temp_c if temp_c is not None else throttle.read_soc_temp_c(),
+        throttled=throttle.read_throttled(),
     )
 
 
@@ -79,25 +82,39 @@ def facts_lines(facts: Facts) -> list[str]:
     """Facts as aligned `key  value` lines for a terminal."""
     lines = []
     for key, value in msgspec.to_builtins(facts).items():
-        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
-        lines.append(f"{key:16} {shown}")
+        if isinstance(value, dict):
+            policies = value.pop("policies", [])
+            lines.append(f"{key:16} " + ", ".join(f"{k}={v}" for k, v in value.items()))
+            lines += [f"{'':16} cpus {_cpu_list(p['cpus'])}: {p['model'] or '?'}, "
+                      f"{p['min_freq_mhz'] or '?'}-{p['max_freq_mhz'] or '?'} MHz (now {p['cur_freq_mhz'] or '?'}), "
+                      f"governor {p['governor'] or '?'}" for p in policies]
+        else:
+            lines.append(f"{key:16} {value}")
     return lines
 
 
+def _cpu_list(cpus: list[int]) -> str:
+    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 and cpus == list(range(cpus[0], cpus[-1] + 1)) else \
+        ",".join(map(str, cpus))
+
+
 def read_state(sys_root: SysRoot) -> DeviceState:
-    """Temperature and CPU clock now (the start of a cell)."""
-    return DeviceState(temp_c_start=read_temp_c(sys_root), cpu_freq_mhz_start=_cur_freq_mhz(sys_root))
+    """Temperature, CPU clock, governor and throttle flags now (the start of a cell)."""
+    flags = throttle.read_throttled()
+    return DeviceState(temp_c_start=read_temp_c(sys_root), cpu_freq_mhz_start=_cur_freq_mhz(sys_root),
+                       governor=sys_root.read("/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"),
+                       throttled_raw_start=flags.raw if flags else None)
 
 
 def finish_state(sys_root: SysRoot, start: DeviceState) -> DeviceState:
-    """`start` completed with the temperature and CPU clock at the end of a cell."""
-    return DeviceState(
-        temp_c_start=start.temp_c_start,
-        temp_c_end=read_temp_c(sys_root),
-        throttled=start.throttled,
-        cpu_freq_mhz_start=start.cpu_freq_mhz_start,
-        cpu_freq_mhz_end=_cur_freq_mhz(sys_root),
-    )
+    """`start` completed with the state at the end of a cell, and whether it throttled."""
+    end = throttle.read_throttled()
+    begin = throttle.decode_throttled(int(start.throttled_raw_start, 16)) if start.throttled_raw_start else None
+    throttled, flags = throttle.throttled_during(begin, end)
+    return msgspec.structs.replace(
+        start, temp_c_end=read_temp_c(sys_root), cpu_freq_mhz_end=_cur_freq_mhz(sys_root),
+        throttled=throttled or start.throttled, throttle_flags=flags,
+        throttled_raw_end=end.raw if end else None)
 
 
 def read_temp_c(sys_root: SysRoot) -> Optional[float]:
@@ -149,23 +166,39 @@ def _cpuinfo(sys_root: SysRoot) -> list[dict]:
     return blocks
 
 
+def _core_model(block: dict) -> Optional[str]:
+    return block.get("model name") or ARM_PARTS.get(block.get("CPU part", "").lower())
+
+
 def _cpu(sys_root: SysRoot) -> CpuFacts:
-    blocks = _cpuinfo(sys_root)
-    processors = [b for b in blocks if "processor" in b]
+    processors = [b for b in _cpuinfo(sys_root) if "processor" in b]
     count = len(processors) or (os.cpu_count() if sys_root.root == "/" else 0) or 0
-    model = None
-    for block in processors:
-        model = block.get("model name") or _ARM_PARTS.get(block.get("CPU part", "").lower())
-        if model:
-            break
-    max_khz = [sys_root.read_int(p + "/cpuinfo_max_freq")
-               for p in sys_root.glob("/sys/devices/system/cpu/cpufreq/policy*")]
-    max_khz = [k for k in max_khz if k]
+    models = {int(b["processor"]): _core_model(b) for b in processors if b["processor"].isdigit()}
+    model = next((m for m in models.values() if m), None)
+    policies = [_policy(sys_root, path, models)
+                for path in sys_root.glob("/sys/devices/system/cpu/cpufreq/policy*")]
+    max_mhz = [p.max_freq_mhz for p in policies if p.max_freq_mhz]
     return CpuFacts(
         count=count,
         model=model,
-        max_freq_mhz=max(max_khz) / 1000.0 if max_khz else None,
-        governor=sys_root.read("/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"),
+        max_freq_mhz=max(max_mhz) if max_mhz else None,
+        governor=policies[0].governor if policies else None,
+        policies=policies,
+    )
+
+
+def _policy(sys_root: SysRoot, path: str, models: dict) -> CpuPolicy:
+    """One cpufreq policy: its cores, their type, clock limits and governor."""
+    cpus = [int(c) for c in (sys_root.read(path + "/related_cpus") or "").split() if c.isdigit()]
+
+    def mhz(name: str) -> Optional[float]:
+        khz = sys_root.read_int(f"{path}/{name}")
+        return khz / 1000.0 if khz else None
+
+    return CpuPolicy(
+        cpus=cpus, model=next((models.get(c) for c in cpus if models.get(c)), None),
+        min_freq_mhz=mhz("cpuinfo_min_freq"), max_freq_mhz=mhz("cpuinfo_max_freq"),
+        cur_freq_mhz=mhz("scaling_cur_freq"), governor=sys_root.read(path + "/scaling_governor"),
     )
 
 

@@ -7,6 +7,7 @@ socket its own loop forwards from.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -14,11 +15,28 @@ from typing import Callable, Optional
 
 import msgspec
 
+from agent.android.adb import AdbError
+from agent.android.runner import AndroidRunner
 from agent.cache import ModelCache
+from agent.facts import SysRoot
 from agent.isolation import CellRunner
-from agent.protocol import CellDone, CellSpec, CellStarted, Evaluation, JobDone, Message, RunJob
-from agent.runtime import CPU_DELEGATES, Runtime
-from agent.schema import Cell
+from agent.protocol import (
+    AndroidTarget,
+    CellDone,
+    CellSpec,
+    CellStarted,
+    Cooling,
+    Error,
+    Evaluation,
+    InfoReply,
+    InfoRequest,
+    JobDone,
+    Message,
+    RunJob,
+)
+from agent.runtime import Runtime, builtin_delegates
+from agent.schema import Cell, DeviceState
+from agent.thermal import Governor, cool_down
 
 log = logging.getLogger("edgebench.agent")
 
@@ -43,6 +61,7 @@ class JobRunner:
         self.send = send
         self.root = root
         self._cells: Optional[CellRunner] = None
+        self._android: Optional[AndroidRunner] = None
         self._queue: queue.Queue[Optional[tuple]] = queue.Queue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._work, name="jobs", daemon=True)
@@ -51,11 +70,17 @@ class JobRunner:
     def submit(self, client: bytes, job: RunJob) -> None:
         self._queue.put((client, job))
 
+    def submit_info(self, client: bytes, request: InfoRequest) -> None:
+        """Read a phone's facts on the job thread, which owns the ADB connections."""
+        self._queue.put((client, request))
+
     def stop(self) -> None:
         """Finish the running cell, skip the rest, and end the thread."""
         self._stopping.set()
         self._queue.put(None)
         self._thread.join()
+        if self._android is not None:
+            self._android.close()
 
     def _work(self) -> None:
         while True:
@@ -63,19 +88,71 @@ class JobRunner:
             if item is None:
                 return
             client, job = item
+            if isinstance(job, InfoRequest):
+                self.send(client, self._phone_facts(job.android))
+                continue
             log.info("job %s: %d cells", job.job_id, len(job.cells))
             indices = job.indices or range(len(job.cells))
-            for index, spec in zip(indices, job.cells):
-                if self._stopping.is_set():
-                    log.info("job %s: stopped before cell %d", job.job_id, index)
+            with contextlib.ExitStack() as stack:
+                if job.governor:
+                    stack.enter_context(Governor(SysRoot(self.root), job.governor))
+                if not self._run_cells(client, job, indices):
                     return
-                cell, evaluation = self._run_cell(client, job.job_id, index, spec)
-                log.info("job %s cell %d %s %s x%d: %s%s", job.job_id, index, spec.model_name,
-                         spec.delegate, spec.threads, cell.status,
-                         f" ({cell.error})" if cell.error else "")
-                self.send(client, CellDone(job_id=job.job_id, index=index, cell=cell,
-                                           evaluation=evaluation))
             self.send(client, JobDone(job_id=job.job_id))
+
+    def _run_cells(self, client: bytes, job: RunJob, indices) -> bool:
+        """Run the job's cells in order; False when the runner stopped part way."""
+        for index, spec in zip(indices, job.cells):
+            if self._stopping.is_set():
+                log.info("job %s: stopped before cell %d", job.job_id, index)
+                return False
+            cooldown = self._cool_down(client, job.job_id, index, spec)
+            cell, evaluation = (self._run_on_phone(job.android, spec) if job.android is not None
+                                else self._run_cell(client, job.job_id, index, spec))
+            if cooldown is not None:
+                state = cell.device_state or DeviceState()
+                cell = msgspec.structs.replace(cell, device_state=msgspec.structs.replace(
+                    state, cooldown_s=round(cooldown[0], 3), cooled=cooldown[1]))
+            log.info("job %s cell %d %s %s x%d: %s%s", job.job_id, index, spec.model_name,
+                     spec.delegate, spec.threads, cell.status,
+                     f" ({cell.error})" if cell.error else "")
+            self.send(client, CellDone(job_id=job.job_id, index=index, cell=cell,
+                                       evaluation=evaluation))
+        return True
+
+    def _cool_down(self, client: bytes, job_id: str, index: int,
+                   spec: CellSpec) -> Optional[tuple[float, Optional[bool]]]:
+        """Wait for the profile's cooldown temperature; (seconds waited, cooled) or None."""
+        if spec.cooldown_below_c is None:
+            return None
+
+        def tick(temp: Optional[float], remaining: float) -> None:
+            self.send(client, Cooling(job_id=job_id, index=index, temp_c=temp,
+                                      target_c=spec.cooldown_below_c, remaining_s=remaining))
+
+        waited, cooled = cool_down(SysRoot(self.root), spec.cooldown_below_c, spec.max_cooldown_s,
+                                   self._stopping, tick)
+        if cooled is False:
+            log.warning("job %s cell %d: still above %.1f C after %.0f s; measuring anyway",
+                        job_id, index, spec.cooldown_below_c, waited)
+        return waited, cooled
+
+    def _android_runner(self) -> AndroidRunner:
+        if self._android is None:
+            # The agent's data directory holds the model cache and the ADB key.
+            self._android = AndroidRunner(self.cache, self.cache.directory.parent / "adb")
+        return self._android
+
+    def _run_on_phone(self, target: AndroidTarget, spec: CellSpec) -> tuple[Cell, None]:
+        path = self.cache.path(spec.model_sha256)
+        template = cell_template(spec, path.stat().st_size if path.exists() else 0)
+        return self._android_runner().run(target, spec, template), None
+
+    def _phone_facts(self, target: AndroidTarget) -> Message:
+        try:
+            return InfoReply(facts=self._android_runner().facts(target))
+        except AdbError as exc:
+            return Error(message=str(exc), ref="info")
 
     def _run_cell(self, client: bytes, job_id: str, index: int,
                   spec: CellSpec) -> tuple[Cell, Optional[Evaluation]]:
@@ -101,13 +178,15 @@ class JobRunner:
             return "no LiteRT interpreter installed on the agent"
         if not have_model:
             return f"model {spec.model_name} was not transferred to the agent"
-        if spec.delegate not in CPU_DELEGATES:
-            return f"delegate {spec.delegate!r} is not available on this agent ({', '.join(CPU_DELEGATES)})"
+        offered = builtin_delegates(self.runtime)
+        if spec.delegate not in offered and not spec.delegate_library:
+            return (f"delegate {spec.delegate!r} is not available on this agent ({', '.join(offered)}; "
+                    "others need a library in the profile's [delegate_options])")
         if spec.threads < 1:
             return f"invalid thread count {spec.threads}"
         return None
 
 
 def delegates_offered(runtime: Optional[Runtime]) -> list[str]:
-    """Delegate names this agent can run cells with."""
-    return list(CPU_DELEGATES) if runtime else []
+    """Delegate names this agent can run cells with, besides external libraries."""
+    return builtin_delegates(runtime)

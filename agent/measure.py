@@ -8,18 +8,21 @@ reported, so that a crash later on still keeps what was measured before it.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Optional
 
 import msgspec
 
 from agent import memory, stats
+from agent.coverage import coverage
 from agent.evaluate import evaluate
 from agent.facts import SysRoot, finish_state, read_state
+from agent.gpu import CompiledModelRunner
 from agent.inputs import random_inputs
 from agent.protocol import CellSpec, Evaluation
-from agent.runtime import Runtime, make_interpreter
-from agent.schema import Cell, MemoryMB, WarmupStats
+from agent.runtime import DelegateError, Runtime, first_line, make_interpreter
+from agent.schema import Cell, DelegateCoverage, MemoryMB, WarmupStats
 
 Report = Callable[[Cell], None]
 
@@ -64,21 +67,34 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         cell, runtime=runtime.name, runtime_version=runtime.version, settings=settings,
         device_state=read_state(sys_root),
     )
-    stage = "loading the model"
+    stage = "pinning to CPUs"
     try:
+        if spec.cpu_affinity:
+            os.sched_setaffinity(0, spec.cpu_affinity)
+        stage = "loading the model"
         memory.reset_peak()
         rss_before = memory.rss_mb()
         t0 = time.perf_counter_ns()
-        interpreter = make_interpreter(runtime, model_path, spec.delegate, spec.threads)
+        interpreter, delegate_ms = make_interpreter(runtime, model_path, spec.delegate, spec.threads,
+                                                    spec.delegate_library, spec.delegate_options)
         t1 = time.perf_counter_ns()
         stage = "allocating tensors"
         interpreter.allocate_tensors()
         t2 = time.perf_counter_ns()
         cell = msgspec.structs.replace(
-            cell, load_ms=(t1 - t0) / 1e6, init_ms=(t2 - t0) / 1e6,
+            cell, load_ms=(t1 - t0) / 1e6, init_ms=(t2 - t0) / 1e6, delegate_init_ms=delegate_ms,
             memory_mb=MemoryMB(init=memory.rss_mb() - rss_before, overall=None, peak_rss=None),
+            delegate_coverage=delegate_coverage(interpreter),
         )
         report(cell)
+        if spec.require_full_delegation and spec.delegate != "cpu" and not (
+                cell.delegate_coverage and cell.delegate_coverage.full):
+            taken = cell.delegate_coverage
+            detail = (f"{taken.delegated_nodes} of {taken.total_nodes} nodes" if taken and taken.delegated_nodes
+                      is not None else "no nodes")
+            return msgspec.structs.replace(
+                cell, status="failed", device_state=finish_state(sys_root, cell.device_state),
+                error=f"delegation incomplete: {spec.delegate} took {detail} (full delegation required)"), None
 
         stage = "setting inputs"
         for detail, value in zip(interpreter.get_input_details(),
@@ -103,8 +119,9 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         samples = timed_loop(invoke, settings.num_runs, settings.min_secs, settings.max_secs,
                              settings.run_delay)
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError, RuntimeError and others
+        error = str(exc) if isinstance(exc, DelegateError) else f"{stage} failed: {first_line(exc)}"
         return msgspec.structs.replace(
-            cell, status="failed", error=f"{stage} failed: {_one_line(exc)}",
+            cell, status="failed", error=error,
             device_state=finish_state(sys_root, cell.device_state)), None
 
     latency = stats.latency_stats(samples)
@@ -128,14 +145,16 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         outcome = evaluate(interpreter, spec, dataset_path)
     except Exception as exc:  # noqa: BLE001 - a runtime error while evaluating keeps the timing
         return msgspec.structs.replace(
-            cell, warnings=[*cell.warnings, f"evaluation failed: {_one_line(exc)}"]), None
+            cell, warnings=[*cell.warnings, f"evaluation failed: {first_line(exc)}"]), None
     return msgspec.structs.replace(cell, accuracy=outcome.accuracy,
                                    warnings=cell.warnings + outcome.warnings), outcome.evaluation
 
 
-def _one_line(exc: BaseException) -> str:
-    """The first meaningful line of an exception message."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
+def delegate_coverage(model) -> Optional[DelegateCoverage]:
+    """How much of the graph a delegate took (None for plain interpreter kernels)."""
+    if isinstance(model, CompiledModelRunner):
+        full = model.fully_accelerated()
+        total = model.operator_count
+        return DelegateCoverage(delegated_nodes=total if full else None, total_nodes=total, full=full)
+    outputs = {int(d["index"]) for d in model.get_output_details()}
+    return coverage(model._get_ops_details(), outputs)

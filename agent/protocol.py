@@ -64,7 +64,7 @@ class Offer(Message, tag="offer"):
     sha256: str
     size: int
     name: str
-    kind: Literal["model", "dataset"] = "model"
+    kind: Literal["model", "dataset", "binary"] = "model"
 
 
 class Fetch(Message, tag="fetch"):
@@ -100,6 +100,15 @@ class CellSpec(msgspec.Struct, kw_only=True):
     dataset_sha256: Optional[str] = None
     preprocess: Optional[PreprocessSpec] = None
     parity_samples: list[int] = []
+    # Delegates beyond cpu/xnnpack: an external library and its options (litert-gpu
+    # reads `precision`), and whether a partly delegated graph fails the cell.
+    delegate_library: Optional[str] = None
+    delegate_options: dict[str, str] = {}
+    require_full_delegation: bool = False
+    # Device discipline: cores to pin the cell to, and the cooldown before it starts.
+    cpu_affinity: list[int] = []
+    cooldown_below_c: Optional[float] = None
+    max_cooldown_s: float = 0.0
 
 
 class Evaluation(msgspec.Struct, kw_only=True):
@@ -117,6 +126,20 @@ class Evaluation(msgspec.Struct, kw_only=True):
     tensors: list[TensorSummary] = []
 
 
+class AndroidTarget(msgspec.Struct, kw_only=True):
+    """A phone the agent drives through ADB, and the benchmark binary to run on it.
+
+    `address` is `HOST:PORT` for TCP/IP adb, `serial` a USB serial; `binary_sha256`
+    names a blob of kind "binary" the agent holds (sent with `Offer`).
+    """
+
+    address: Optional[str] = None
+    serial: Optional[str] = None
+    binary_sha256: Optional[str] = None
+    binary_name: str = "benchmark_model"
+    taskset: Optional[str] = None
+
+
 class RunJob(Message, tag="run"):
     """Idempotent by `job_id`: a job the agent already holds is re-attached and replayed.
 
@@ -127,6 +150,10 @@ class RunJob(Message, tag="run"):
     job_id: str
     cells: list[CellSpec]
     indices: Optional[list[int]] = None
+    # Cells for a phone: run with benchmark_model through ADB instead of the runtime.
+    android: Optional[AndroidTarget] = None
+    # Set every cpufreq policy's governor for the job's duration (restored afterwards).
+    governor: Optional[str] = None
 
 
 class JobAccepted(Message, tag="accepted"):
@@ -147,6 +174,16 @@ class CellDone(Message, tag="cell_done"):
     evaluation: Optional[Evaluation] = None
 
 
+class Cooling(Message, tag="cooling"):
+    """The agent waits for the device to cool before cell `index` (sent about once a second)."""
+
+    job_id: str
+    index: int
+    temp_c: Optional[float]
+    target_c: float
+    remaining_s: float
+
+
 class JobDone(Message, tag="job_done"):
     """The job ended; `interrupted` says why when it ended before all its cells ran."""
 
@@ -163,7 +200,9 @@ class Ack(Message, tag="ack"):
 
 
 class InfoRequest(Message, tag="info"):
-    pass
+    """Device facts: the agent's own, or those of the phone `android` names."""
+
+    android: Optional[AndroidTarget] = None
 
 
 class InfoReply(Message, tag="facts"):
@@ -179,7 +218,7 @@ class Error(Message, tag="error"):
 
 AnyMessage = Union[
     Hello, Welcome, Ping, Pong, Offer, Fetch, Chunk, Have, RunJob, JobAccepted,
-    CellStarted, CellDone, JobDone, InfoRequest, InfoReply, Error, Ack,
+    CellStarted, CellDone, Cooling, JobDone, InfoRequest, InfoReply, Error, Ack,
 ]
 
 _encoder = msgspec.msgpack.Encoder()

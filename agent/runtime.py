@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 # The delegates every CPU runtime offers: plain interpreter kernels, and XNNPACK.
 CPU_DELEGATES = ("cpu", "xnnpack")
+# LiteRT's own GPU accelerator, through its CompiledModel API (ai-edge-litert only).
+GPU_DELEGATE = "litert-gpu"
 
 
 @dataclass(frozen=True)
@@ -64,17 +67,64 @@ def require() -> Runtime:
     return runtime
 
 
-def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: int):
-    """An interpreter for `model_path` with the named CPU delegate and thread count."""
+class DelegateError(RuntimeError):
+    """A delegate that cannot be loaded or applied; the message is the library's own."""
+
+
+def builtin_delegates(runtime: Optional[Runtime]) -> list[str]:
+    """Delegate names this runtime offers without an external library."""
+    if runtime is None:
+        return []
+    return [*CPU_DELEGATES, *([GPU_DELEGATE] if runtime.name == "ai-edge-litert" else [])]
+
+
+def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: int,
+                     library: Optional[str] = None,
+                     options: Optional[dict[str, str]] = None) -> tuple[object, Optional[float]]:
+    """A model ready to run with the named delegate, and the delegate's own init time in ms.
+
+    `cpu` and `xnnpack` are interpreters with XNNPACK off and on; `litert-gpu` is LiteRT's
+    GPU accelerator; any other name needs `library`, loaded with `load_delegate`.
+    """
+    if delegate == GPU_DELEGATE:
+        if runtime.name != "ai-edge-litert":
+            raise DelegateError(f"{GPU_DELEGATE} needs ai-edge-litert, this agent has {runtime.name}")
+        from agent.gpu import CompiledModelRunner, GpuUnavailable
+
+        start = time.perf_counter_ns()
+        try:
+            model = CompiledModelRunner(model_path, (options or {}).get("precision", "fp16"))
+        except GpuUnavailable as exc:
+            raise DelegateError(str(exc)) from None
+        return model, (time.perf_counter_ns() - start) / 1e6
     module = importlib.import_module(runtime.module)
+    delegates, delegate_ms = [], None
     if delegate == "cpu":
         resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     elif delegate == "xnnpack":
         resolver = module.OpResolverType.AUTO
+    elif library:
+        # Only the named delegate: XNNPACK would otherwise take nodes first.
+        resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        start = time.perf_counter_ns()
+        try:
+            delegates = [module.load_delegate(library, options or None)]
+        except (ValueError, OSError, RuntimeError, AttributeError) as exc:  # AttributeError: not a delegate
+            raise DelegateError(f"cannot load delegate {delegate} from {library}: {first_line(exc)}") from None
+        delegate_ms = (time.perf_counter_ns() - start) / 1e6
     else:
-        raise ValueError(f"unknown delegate {delegate!r} (this agent offers {', '.join(CPU_DELEGATES)})")
-    return module.Interpreter(
-        model_path=model_path,
-        num_threads=threads,
-        experimental_op_resolver_type=resolver,
-    )
+        raise DelegateError(f"unknown delegate {delegate!r}: not built in and no library given")
+    try:
+        interpreter = module.Interpreter(model_path=model_path, num_threads=threads,
+                                         experimental_delegates=delegates or None,
+                                         experimental_op_resolver_type=resolver)
+    except (ValueError, RuntimeError) as exc:
+        if delegates:
+            raise DelegateError(f"delegate {delegate} could not be applied: {first_line(exc)}") from None
+        raise
+    return interpreter, delegate_ms
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of an exception message."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

@@ -125,19 +125,34 @@ class PreprocessParity(Record, kw_only=True):
 
 
 class DelegateCoverage(Record, kw_only=True):
-    delegated_nodes: int
+    """How much of the graph the delegate took; `delegated_nodes` is null when the
+    accelerator only says whether it took everything."""
+
+    delegated_nodes: Optional[int]
     total_nodes: int
     full: bool
 
 
 class DeviceState(Record, kw_only=True):
-    """Device condition at the start and end of a cell."""
+    """Device condition at the start and end of a cell.
+
+    `throttled` is true when the firmware reported throttling (or under-voltage,
+    frequency capping, the soft temperature limit) at either end of the cell, or a
+    since-boot flag appeared during it. `cooled` is false when the cell started hot
+    because the cooldown wait ran out.
+    """
 
     temp_c_start: Optional[float] = None
     temp_c_end: Optional[float] = None
     throttled: bool = False
+    throttle_flags: list[str] = []
     cpu_freq_mhz_start: Optional[float] = None
     cpu_freq_mhz_end: Optional[float] = None
+    governor: Optional[str] = None
+    cooldown_s: Optional[float] = None
+    cooled: Optional[bool] = None
+    throttled_raw_start: Optional[str] = None
+    throttled_raw_end: Optional[str] = None
 
 
 class Cell(Record, kw_only=True):
@@ -158,6 +173,7 @@ class Cell(Record, kw_only=True):
     settings: Optional[Settings] = None
     load_ms: Optional[float] = None
     init_ms: Optional[float] = None
+    delegate_init_ms: Optional[float] = None
     first_inference_us: Optional[float] = None
     warmup: Optional[WarmupStats] = None
     latency_us: Optional[LatencyStats] = None
@@ -171,11 +187,23 @@ class Cell(Record, kw_only=True):
     device_state: Optional[DeviceState] = None
 
 
+class CpuPolicy(Record, kw_only=True):
+    """One cpufreq policy: a cluster of cores that share a clock."""
+
+    cpus: list[int]
+    model: Optional[str] = None
+    min_freq_mhz: Optional[float] = None
+    max_freq_mhz: Optional[float] = None
+    cur_freq_mhz: Optional[float] = None
+    governor: Optional[str] = None
+
+
 class CpuFacts(Record, kw_only=True):
     count: int
     model: Optional[str] = None
     max_freq_mhz: Optional[float] = None
     governor: Optional[str] = None
+    policies: list[CpuPolicy] = []
 
 
 class Throttled(Record, kw_only=True):

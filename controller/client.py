@@ -13,10 +13,12 @@ from zmq.utils.monitor import recv_monitor_message
 from agent import protocol
 from agent.protocol import (
     Ack,
+    AndroidTarget,
     CellDone,
     CellSpec,
     CellStarted,
     Chunk,
+    Cooling,
     Error,
     Fetch,
     Have,
@@ -147,8 +149,9 @@ class AgentClient:
         self._send(Hello(client_version=__version__))
         return self._expect(Welcome, timeout_s)
 
-    def info(self) -> Facts:
-        self._send(InfoRequest())
+    def info(self, android: Optional[AndroidTarget] = None) -> Facts:
+        """The agent's device facts, or those of the phone it drives through ADB."""
+        self._send(InfoRequest(android=android))
         return self._expect(InfoReply).facts
 
     def push_model(self, path: str, sha256: str, size: int, name: str, kind: str = "model") -> int:
@@ -174,19 +177,24 @@ class AgentClient:
     def run_job(self, job_id: str, cells: list[CellSpec],
                 on_started: Callable[[int, int], None] = lambda index, pid: None,
                 on_cell: Callable[[CellDone], None] = lambda done: None,
-                indices: Optional[list[int]] = None) -> JobDone:
+                indices: Optional[list[int]] = None,
+                android: Optional[AndroidTarget] = None,
+                governor: Optional[str] = None,
+                on_cooling: Callable[[Cooling], None] = lambda message: None) -> JobDone:
         """Run the cells on the agent, calling back as each starts and finishes.
 
         Each result is acknowledged after `on_cell` returns (the agent then deletes it
         from its outbox). Sending a job id the agent already holds re-attaches to it: the
         agent replays every result not yet acknowledged, so `on_cell` may see an index twice.
         """
-        self._send(RunJob(job_id=job_id, cells=cells, indices=indices))
+        self._send(RunJob(job_id=job_id, cells=cells, indices=indices, android=android, governor=governor))
         self._expect(JobAccepted)
         while True:
             message, _ = self._receive()
             if isinstance(message, CellStarted) and message.job_id == job_id:
                 on_started(message.index, message.pid)
+            elif isinstance(message, Cooling) and message.job_id == job_id:
+                on_cooling(message)
             elif isinstance(message, CellDone) and message.job_id == job_id:
                 on_cell(message)
                 self._send(Ack(job_id=job_id, cells=[message.index]))

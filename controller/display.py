@@ -14,6 +14,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from agent.protocol import Cooling
 from agent.schema import Cell, FamilyComparison, RunReport
 from agent.stats import UNSTABLE_CV
 from controller.runner import Observer
@@ -87,7 +88,11 @@ def _status(cell: Cell) -> str:
         return f"[red]failed[/red]: {cell.error}"
     unstable = cell.cv is not None and cell.cv > UNSTABLE_CV
     parity = cell.preprocess_parity is not None and not cell.preprocess_parity.ok
-    return "ok" + (" (unstable)" if unstable else "") + (" [red](input mismatch)[/red]" if parity else "")
+    state = cell.device_state
+    throttled = state is not None and state.throttled
+    hot = state is not None and state.cooled is False
+    return ("ok" + (" (unstable)" if unstable else "") + (" [red](input mismatch)[/red]" if parity else "")
+            + (" [red](throttled)[/red]" if throttled else "") + (" [yellow](started hot)[/yellow]" if hot else ""))
 
 
 def variants_table(comparison: FamilyComparison) -> Table:
@@ -142,6 +147,13 @@ class ProgressDisplay(Observer):
         if task is not None:
             self.progress.update(task, advance=1,
                                  last=f"{cell.model} {cell.delegate} x{cell.threads}")
+
+    def cooling(self, device: str, message: Cooling) -> None:
+        task = self._tasks.get(device)
+        if task is not None:
+            temp = "?" if message.temp_c is None else f"{message.temp_c:.1f}"
+            self.progress.update(task, last=f"cooling: {temp} C, waiting for < {message.target_c:g} C "
+                                            f"({message.remaining_s:.0f} s left)")
 
     def error(self, line: str) -> None:
         self.progress.console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)

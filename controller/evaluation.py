@@ -29,6 +29,7 @@ from agent.preprocess import (
     summary_difference,
 )
 from agent.protocol import Evaluation
+from agent.runtime import CPU_DELEGATES
 from agent.schema import Cell, OutputDiff, PreprocessParity, PreprocessSpec, TensorSummary
 from controller.families import Family
 from controller.models import ModelSource
@@ -136,8 +137,11 @@ class RunEvaluation:
 
     def __init__(self, sources: list[ModelSource], families: list[Family],
                  dataset: Optional[PreparedDataset], spec: Optional[PreprocessSpec],
-                 parity_fraction: float = PARITY_TOLERANCE):
+                 parity_fraction: float = PARITY_TOLERANCE, accelerators: bool = False):
         self.dataset, self.spec, self.parity_fraction = dataset, spec, parity_fraction
+        # With accelerator delegates in the run, every model's CPU outputs are the
+        # reference its accelerated outputs are compared with.
+        self.accelerators = accelerators
         self.problems: list[str] = []
         self._reference_of = {m.sha256: f.reference for f in families if f.reference for m in f.members}
         self._on_dataset: set[str] = set()
@@ -161,7 +165,7 @@ class RunEvaluation:
     def cell_fields(self, source: ModelSource) -> dict:
         """The CellSpec evaluation fields for this model."""
         on_dataset = source.sha256 in self._on_dataset
-        wanted = on_dataset or source.sha256 in self._reference_of
+        wanted = on_dataset or source.sha256 in self._reference_of or self.accelerators
         return {
             "evaluate": wanted,
             "dataset_sha256": self.dataset.sha256 if on_dataset else None,
@@ -179,7 +183,10 @@ class RunEvaluation:
         self._outputs[key] = evaluation
         reference = self._reference_of.get(source.sha256)
         diff = None
-        if reference is not None and reference.sha256 != source.sha256:
+        if cell.delegate not in CPU_DELEGATES:
+            cpu = self._cpu_outputs(cell, source.sha256)
+            diff = output_diff(f"{source.name} on {cpu[0]}", cpu[1], evaluation) if cpu else None
+        elif reference is not None and reference.sha256 != source.sha256:
             ref_eval = self._reference_outputs(cell, reference.sha256)
             diff = output_diff(reference.name, ref_eval, evaluation) if ref_eval else None
         check = None
@@ -201,6 +208,14 @@ class RunEvaluation:
             return exact
         same_device = [e for k, e in self._outputs.items() if k[0] == cell.device and k[1] == sha256]
         return same_device[0] if same_device else None
+
+    def _cpu_outputs(self, cell: Cell, sha256: str) -> Optional[tuple[str, Evaluation]]:
+        """The same model's outputs on a CPU delegate (plain kernels preferred) on this device."""
+        for delegate in ("cpu", "xnnpack"):
+            for key, evaluation in self._outputs.items():
+                if key[:3] == (cell.device, sha256, delegate):
+                    return delegate, evaluation
+        return None
 
     def _host_for(self, source: ModelSource) -> list[TensorSummary]:
         if source.sha256 not in self._host:

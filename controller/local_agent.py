@@ -6,6 +6,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -22,8 +23,9 @@ class LocalAgentError(RuntimeError):
 class LocalAgent:
     """`agent serve` on a free loopback port; its log goes to `data_dir/agent.log`."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args: Sequence[str] = ()):
         self.data_dir = Path(data_dir)
+        self.extra_args = list(extra_args)
         self.log_path = self.data_dir / "agent.log"
         self.process: Optional[subprocess.Popen] = None
         self.endpoint: Optional[str] = None
@@ -34,7 +36,7 @@ class LocalAgent:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "agent", "serve", "--bind", "tcp://127.0.0.1:*",
-                 "--insecure", "--data-dir", str(self.data_dir)],
+                 "--insecure", "--data-dir", str(self.data_dir), *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
             )
         line = self._first_line(START_TIMEOUT_S)

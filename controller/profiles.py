@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,7 +20,7 @@ TRANSPORTS = ("local", "zmq", "adb")
 _KNOWN_KEYS = {
     "name", "description", "transport", "address", "server_public_key", "client_secret_key",
     "threads", "delegates", "delegate_options", "thermal", "adb_address", "adb_serial", "via",
-    "benchmark_binary", "taskset",
+    "benchmark_binary", "taskset", "cpu_affinity", "governor",
 }
 
 
@@ -31,6 +32,17 @@ class ProfileError(ValueError):
 class Thermal:
     cooldown_below_c: Optional[float] = None
     max_cooldown_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class AndroidProfile:
+    """A phone driven through ADB by the agent named by `via` ("local" or a zmq profile)."""
+
+    benchmark_binary: Path
+    adb_address: Optional[str] = None
+    adb_serial: Optional[str] = None
+    via: str = "local"
+    taskset: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,23 @@ class Profile:
     thermal: Thermal = Thermal()
     server_public_key: Optional[Path] = None
     client_secret_key: Optional[Path] = None
+    android: Optional[AndroidProfile] = None
+    cpu_affinity: list[int] = field(default_factory=list)
+    governor: Optional[str] = None
+
+    def cell_fields(self, delegate: str, require_full_delegation: bool = False) -> dict:
+        """What a cell of `delegate` on this device needs beyond the matrix settings:
+        the delegate's library and options, the cores to pin to, the cooldown."""
+        options = dict(self.delegate_options.get(delegate, {}))
+        library = options.pop("library", None)
+        return {
+            "delegate_library": str(library) if library else None,
+            "delegate_options": {str(k): str(v) for k, v in options.items()},
+            "require_full_delegation": require_full_delegation,
+            "cpu_affinity": list(self.cpu_affinity),
+            "cooldown_below_c": self.thermal.cooldown_below_c,
+            "max_cooldown_s": self.thermal.max_cooldown_s,
+        }
 
 
 def search_dirs() -> list[Path]:
@@ -109,6 +138,14 @@ def parse(path: Path) -> Profile:
         value = data.get(key)
         return (path.parent / value) if value else None
 
+    android = _android(path, data, relative("benchmark_binary")) if transport == "adb" else None
+    affinity = data.get("cpu_affinity", [])
+    if not all(isinstance(c, int) and c >= 0 for c in affinity):
+        raise ProfileError(f"{path}: cpu_affinity must be a list of CPU numbers")
+    delegate_options = data.get("delegate_options", {})
+    if not all(isinstance(v, dict) for v in delegate_options.values()):
+        raise ProfileError(f"{path}: [delegate_options.NAME] must be tables (library = ..., options)")
+
     return Profile(
         name=data.get("name", path.stem),
         path=path,
@@ -117,8 +154,28 @@ def parse(path: Path) -> Profile:
         address=data.get("address"),
         threads=list(threads),
         delegates=list(data.get("delegates", ["xnnpack"])),
-        delegate_options=dict(data.get("delegate_options", {})),
+        delegate_options={name: dict(options) for name, options in delegate_options.items()},
         thermal=thermal,
         server_public_key=relative("server_public_key"),
         client_secret_key=relative("client_secret_key"),
+        android=android,
+        cpu_affinity=list(affinity),
+        governor=data.get("governor"),
     )
+
+
+def _android(path: Path, data: dict, binary: Optional[Path]) -> AndroidProfile:
+    """The adb part of a profile, checked."""
+    if not data.get("adb_address") and not data.get("adb_serial"):
+        raise ProfileError(f"{path}: an adb profile needs adb_address (HOST:PORT) or adb_serial (USB)")
+    if binary is None:
+        raise ProfileError(f"{path}: an adb profile needs benchmark_binary (the benchmark_model for the phone)")
+    taskset = data.get("taskset")
+    if taskset is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]+", str(taskset)):
+        raise ProfileError(f"{path}: taskset must be a hexadecimal CPU mask such as \"f0\", not {taskset!r}")
+    via = data.get("via", "local")
+    if via == path.stem:
+        raise ProfileError(f"{path}: via must name the agent's profile, not this one")
+    return AndroidProfile(benchmark_binary=binary, adb_address=data.get("adb_address"),
+                          adb_serial=data.get("adb_serial"), via=via,
+                          taskset=str(taskset) if taskset is not None else None)

@@ -7,21 +7,24 @@ reported with one line and the rest of the run goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import msgspec
 
 from agent.auth import KeyFileError
 from agent.dataset import DatasetError
 from agent.jobs import cell_template
-from agent.protocol import CellDone, CellSpec
+from agent.protocol import AndroidTarget, CellDone, CellSpec, Cooling
+from agent.runtime import CPU_DELEGATES
 from agent.schema import Cell, DeviceInfo, PreprocessSpec, RunReport, Settings, Transfer
-from controller import families, locations, models, profiles, variants
+from controller import families, locations, models, phones, profiles, variants
 from controller.client import AgentClient, AgentError, AgentLost, CurveKeys, load_curve_keys
 from controller.evaluation import PreparedDataset, RunEvaluation, prepare_dataset
 from controller.local_agent import LocalAgent, LocalAgentError
@@ -30,6 +33,10 @@ from controller.profiles import Profile, ProfileError
 from controller.store import ResultStore
 
 CONNECT_TIMEOUT_S = 15.0
+# A lost agent is reconnected to this many times; a job interrupted by an agent restart is
+# followed by at most this many fresh jobs for the cells it left out.
+RECONNECTS = 2
+JOB_ATTEMPTS = 3
 
 
 class NothingToMeasure(ValueError):
@@ -52,6 +59,7 @@ class RunRequest:
     reference: Optional[str] = None
     families: dict[str, list[str]] = field(default_factory=dict)
     accuracy_tolerance: float = variants.DEFAULT_TOLERANCE
+    require_full_delegation: bool = False
 
 
 class Observer:
@@ -62,6 +70,8 @@ class Observer:
     def cell_done(self, device: str, cell: Cell) -> None: ...
 
     def device_finished(self, device: str) -> None: ...
+
+    def cooling(self, device: str, message: Cooling) -> None: ...
 
     def error(self, line: str) -> None: ...
 
@@ -84,6 +94,13 @@ def connect(profile: Profile) -> Iterator[AgentClient]:
             yield client
     elif profile.transport == "zmq":
         with AgentClient(profile.address, curve=curve_keys(profile)) as client:
+            yield client
+    elif profile.transport == "adb" and profile.android is not None:
+        # A phone is measured by the agent its profile names: this host's or a Pi's.
+        via = profiles.load(profile.android.via)
+        if via.transport == "adb":
+            raise ProfileError(f"device {profile.name}: via {via.name!r} is a phone, not an agent")
+        with connect(via) as client:
             yield client
     else:
         raise ProfileError(f"device {profile.name}: transport {profile.transport!r} is not supported")
@@ -113,6 +130,8 @@ def plan(sources: list[ModelSource], delegates: list[str], threads: list[int], r
     """
     if evaluation is not None:
         sources = evaluation.references_first(sources)
+    # CPU cells first: accelerated cells are compared with their outputs.
+    delegates = sorted(delegates, key=lambda d: d not in CPU_DELEGATES)
     return [
         (round_, source, CellSpec(model_sha256=source.sha256, model_name=source.name,
                                   delegate=delegate, threads=n, settings=settings, seed=round_,
@@ -133,6 +152,7 @@ class _Run:
         self.request, self.store, self.observer = request, store, observer
         self.sources = sources
         self.evaluation, self.dataset = evaluation, dataset
+        self.planned: dict[str, list[tuple[int, CellSpec]]] = {}
         self.report = RunReport(run_id=new_run_id(), tag=request.tag, started_at=now_iso(),
                                 finished_at=None, devices={}, transfer=Transfer(), cells=[],
                                 errors=list(errors))
@@ -141,34 +161,92 @@ class _Run:
         self.report.errors.append(line)
         self.observer.error(line)
 
-    def keep(self, device: str, cell: Cell) -> None:
-        self.store.add_cell(self.report.run_id, cell)
+    def keep(self, device: str, cell: Cell, index: Optional[int] = None) -> None:
+        if not self.store.add_cell(self.report.run_id, cell, index):
+            return  # a result replayed after a reconnect: stored already
         self.report.cells.append(cell)
         self.observer.cell_done(device, cell)
 
     def measure_device(self, name: str) -> None:
         try:
             profile = profiles.load(name)
-            with connect(profile) as client:
-                self._measure_with(profile, client)
+            for attempt in range(RECONNECTS + 1):
+                try:
+                    with connect(profile) as client:
+                        self._measure_with(profile, client)
+                    break
+                except AgentLost as exc:
+                    if attempt == RECONNECTS:
+                        raise
+                    self.observer.error(f"device {name}: {exc}; reconnecting")
         except (ProfileError, LocalAgentError, AgentError, AgentLost, OSError) as exc:
             self.error(f"device {name}: {exc}")
         finally:
+            self._report_missing(name)
             self.observer.device_finished(name)
+
+    def _report_missing(self, name: str) -> None:
+        """One line naming the planned cells of a device that have no result."""
+        planned = self.planned.get(name, [])
+        stored = self.store.cell_indices(self.report.run_id, name)
+        missing = [(index, spec) for index, spec in planned if index not in stored]
+        if not missing:
+            return
+        shown = ", ".join(f"#{index} {spec.model_name} {spec.delegate} x{spec.threads}"
+                          for index, spec in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        self.error(f"device {name}: {len(missing)} of {len(planned)} cells were not measured "
+                   f"({shown}{more}); `controller run --resume {self.report.run_id}` measures them")
+
+    def _run_jobs(self, name: str, client: AgentClient, runnable: list,
+                  on_cell: Callable[[CellDone], None], governor: Optional[str] = None,
+                  android: Optional[AndroidTarget] = None) -> None:
+        """Run `runnable` (index, round, source, spec) as agent jobs until each has a result.
+
+        The first attempt re-uses the job id stored for this run and device, so an agent
+        that still holds the job (a resume) replays its results instead of measuring again;
+        cells an interrupted job left out get a fresh job.
+        """
+        run_id = self.report.run_id
+        for attempt in range(JOB_ATTEMPTS):
+            stored = self.store.cell_indices(run_id, name)
+            todo = [entry for entry in runnable if entry[0] not in stored]
+            if not todo:
+                return
+            job_id = self.store.job(run_id, name) if attempt == 0 else None
+            if job_id is None:
+                job_id = f"{run_id}/{name}/{secrets.token_hex(4)}"
+                self.store.set_job(run_id, name, job_id)
+            end = client.run_job(job_id, [spec for *_, spec in todo], on_cell=on_cell,
+                                 indices=[entry[0] for entry in todo], governor=governor, android=android,
+                                 on_cooling=lambda message: self.observer.cooling(name, message))
+            if not end.interrupted:
+                return
+            self.observer.error(f"device {name}: agent job interrupted ({end.interrupted})")
 
     def _measure_with(self, profile: Profile, client: AgentClient) -> None:
         name = profile.name
         welcome = client.hello(timeout_s=CONNECT_TIMEOUT_S)
-        info = DeviceInfo(agent_version=welcome.agent_version, runtime=welcome.runtime,
-                          runtime_version=welcome.runtime_version, facts=welcome.facts)
-        self.report.devices[name] = info
-        self.store.add_device(self.report.run_id, name, info)
+        info: Optional[DeviceInfo] = DeviceInfo(
+            agent_version=welcome.agent_version, runtime=welcome.runtime,
+            runtime_version=welcome.runtime_version, facts=welcome.facts)
+        phone = phones.prepare(profile.android, client, welcome) if profile.android else None
+        if phone is not None:
+            info = phone.info
+            if phone.error:
+                self.error(f"device {name}: {phone.error}")
+        if info is not None:
+            self.report.devices[name] = info
+            self.store.add_device(self.report.run_id, name, info)
 
-        matrix = plan(self.sources, self.request.delegates or profile.delegates,
-                      self.request.threads or profile.threads, self.request.rounds,
-                      self.request.settings, self.evaluation)
+        matrix = [(r, source, msgspec.structs.replace(spec, **profile.cell_fields(
+                      spec.delegate, self.request.require_full_delegation)))
+                  for r, source, spec in plan(self.sources, self.request.delegates or profile.delegates,
+                                              self.request.threads or profile.threads, self.request.rounds,
+                                              self.request.settings, self.evaluation)]
         self.observer.device_started(name, len(matrix))
-        failed_pushes = self._push(name, client)
+        failed_pushes = ({source.sha256: phone.error for source in self.sources} if phone and phone.error
+                         else self._push(name, client))
         if self.dataset and not self._push_dataset(name, client):
             matrix = [(r, source, msgspec.structs.replace(spec, dataset_sha256=None, preprocess=None,
                                                           parity_samples=[]))
@@ -178,33 +256,34 @@ class _Run:
             return msgspec.structs.replace(cell, device=name, round=round_, variant=source.variant,
                                            model_size_bytes=source.size)
 
+        # Cells are numbered by their place in the matrix; a resumed run skips those stored.
+        self.planned[name] = [(index, spec) for index, (_, _, spec) in enumerate(matrix)]
+        stored = self.store.cell_indices(self.report.run_id, name)
         runnable = []
-        for round_, source, spec in matrix:
+        for index, (round_, source, spec) in enumerate(matrix):
+            if index in stored:
+                continue
             if source.sha256 in failed_pushes:
                 self.keep(name, finish(round_, source, msgspec.structs.replace(
-                    cell_template(spec, source.size), error=failed_pushes[source.sha256])))
+                    cell_template(spec, source.size), error=failed_pushes[source.sha256])), index)
             else:
-                runnable.append((round_, source, spec))
+                runnable.append((index, round_, source, spec))
         if not runnable:
             return
-
-        received: dict[int, bool] = {}
+        by_index = {index: (round_, source) for index, round_, source, _ in runnable}
 
         def on_cell(done: CellDone) -> None:
-            round_, source, _ = runnable[done.index]
-            received[done.index] = True
+            if done.index not in by_index or done.index in stored:
+                return  # not ours, or replayed after a reconnect
+            stored.add(done.index)
+            round_, source = by_index[done.index]
             cell, lines = self.evaluation.complete(source, finish(round_, source, done.cell),
                                                    done.evaluation)
             for line in lines:
                 self.error(line)
-            self.keep(name, cell)
+            self.keep(name, cell, done.index)
 
-        try:
-            client.run_job(secrets.token_hex(8), [spec for _, _, spec in runnable], on_cell=on_cell)
-        finally:
-            missing = len(runnable) - len(received)
-            if missing:
-                self.error(f"device {name}: {missing} of {len(runnable)} cells were not measured")
+        self._run_jobs(name, client, runnable, on_cell, profile.governor, phone.target if phone else None)
 
     def _push_dataset(self, device: str, client: AgentClient) -> bool:
         """Send the dataset unless the agent has it; False (and one line) when that fails."""
@@ -233,8 +312,21 @@ class _Run:
         return failures
 
 
-def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = None) -> RunReport:
-    """Measure the request's matrix on every device; returns the finished run."""
+def resume(ref: str, store: ResultStore, observer: Optional[Observer] = None) -> RunReport:
+    """Measure what an earlier run did not store: agents replay results they still hold."""
+    run_id = store.resolve(ref)
+    text = store.load_request(run_id)
+    if text is None:
+        raise NothingToMeasure(f"run {run_id} cannot be resumed: it was made without a recorded request")
+    return run(msgspec.json.decode(text, type=RunRequest), store, observer, resume_id=run_id)
+
+
+def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = None,
+        resume_id: Optional[str] = None) -> RunReport:
+    """Measure the request's matrix on every device; returns the finished run.
+
+    With `resume_id`, continue that stored run: cells it has are neither measured nor stored again.
+    """
     observer = observer or Observer()
     sources, errors = models.resolve(request.models)
     reference = _reference(request, sources, errors)
@@ -246,12 +338,22 @@ def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = 
         raise NothingToMeasure("no readable model to measure")
     grouped, problems = families.group(sources, request.families, reference)
     dataset = _dataset(request)
-    evaluation = RunEvaluation(sources, grouped, dataset, request.preprocess)
+    evaluation = RunEvaluation(sources, grouped, dataset, request.preprocess,
+                               accelerators=any(d not in CPU_DELEGATES for d in _delegates(request)))
     for line in problems + evaluation.problems:
         observer.error(line)
     state = _Run(request, store, observer, sources, errors + problems + evaluation.problems,
                  evaluation, dataset)
-    store.start_run(state.report.run_id, request.tag, state.report.started_at)
+    if resume_id is None:
+        store.start_run(state.report.run_id, request.tag, state.report.started_at)
+        # Absolute model paths, so that a resume from another directory finds the same files.
+        recorded = dataclasses.replace(request, models=[os.path.abspath(m) for m in request.models])
+        store.save_request(state.report.run_id, msgspec.json.encode(recorded).decode())
+    else:
+        previous = store.load_run(resume_id)
+        state.report.run_id, state.report.started_at = resume_id, previous.started_at
+        state.report.devices, state.report.cells = previous.devices, previous.cells
+        state.report.transfer = previous.transfer
     try:
         for device in request.devices:
             state.measure_device(device)
@@ -283,3 +385,16 @@ def _dataset(request: RunRequest) -> Optional[PreparedDataset]:
         return prepare_dataset(Path(request.dataset), locations.data_dir() / "datasets")
     except (DatasetError, OSError) as exc:
         raise NothingToMeasure(f"--dataset: {exc}") from None
+
+
+def _delegates(request: RunRequest) -> list[str]:
+    """Every delegate the run may use: the requested ones, else those of its profiles."""
+    if request.delegates:
+        return list(request.delegates)
+    names: list[str] = []
+    for device in request.devices:
+        try:
+            names += profiles.load(device).delegates
+        except ProfileError:
+            continue  # reported when the device is measured
+    return names

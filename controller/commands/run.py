@@ -15,16 +15,16 @@ from controller.commands import (
     stdout_console,
 )
 from controller.display import ProgressDisplay, results_table, variants_table
-from controller.runner import NothingToMeasure, RunRequest, run
-from controller.store import ResultStore
+from controller.runner import NothingToMeasure, RunRequest, resume, run
+from controller.store import ResultStore, RunNotFound
 
 _DEFAULTS = Settings()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark models on one or more devices")
-    p.add_argument("--device", required=True, type=comma_list, help="profile name(s), comma-separated")
-    p.add_argument("--models", required=True, nargs="+", metavar="PATH",
+    p.add_argument("--device", type=comma_list, help="profile name(s), comma-separated")
+    p.add_argument("--models", nargs="+", metavar="PATH",
                    help=".tflite files, directories or quoted globs")
     p.add_argument("--threads", type=comma_ints, help="thread counts, e.g. 1,2,4 (default: profile)")
     p.add_argument("--delegates", type=comma_list, help="e.g. cpu,xnnpack (default: profile)")
@@ -46,9 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="compare every model's outputs with this one (default: each family's fp32 member)")
     p.add_argument("--family", action="append", default=[], metavar="NAME=GLOB[,GLOB]",
                    help="group models into a variant family by file name (repeatable)")
+    p.add_argument("--require-full-delegation", action="store_true",
+                   help="fail a cell whose delegate did not take every node of the graph")
     p.add_argument("--accuracy-tolerance", type=float, default=variants.DEFAULT_TOLERANCE * 100,
                    metavar="POINTS", help="top-1 points a recommended variant may lose (default: 1)")
     p.add_argument("--tag", help="label for this run (e.g. nightly)")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="finish an interrupted run: collect what agents kept, measure what is missing")
     p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
     p.add_argument("--json", action="store_true", help="print the run as one JSON document")
     p.set_defaults(func=main)
@@ -56,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = stderr_console()
+    if args.resume is None and not (args.device and args.models):
+        console.print("[red]error:[/red] --device and --models are required (unless --resume RUN_ID)")
+        return 2
     if args.rounds < 1 or args.num_runs < 1 or args.warmup_runs < 0:
         console.print("[red]error:[/red] --rounds and --num-runs must be at least 1")
         return 2
@@ -72,11 +79,12 @@ def main(args: argparse.Namespace) -> int:
                           run_delay=args.run_delay),
         rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
         reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
+        require_full_delegation=args.require_full_delegation,
     )
     with ResultStore(args.db or locations.default_db()) as store, ProgressDisplay(console) as display:
         try:
-            report = run(request, store, display)
-        except NothingToMeasure as exc:
+            report = resume(args.resume, store, display) if args.resume else run(request, store, display)
+        except (NothingToMeasure, RunNotFound) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
     out = console if args.json else stdout_console()

@@ -1,0 +1,34 @@
+"""vcgencmd output, decoded: every throttle bit, now and since boot."""
+
+import pytest
+
+from agent import throttle
+from agent.schema import Throttled
+
+
+@pytest.mark.parametrize("bit, name", [(0, "under-voltage"), (1, "frequency-capped"), (2, "throttled"),
+                                       (3, "soft-temp-limit")])
+def test_every_bit_now_and_since_boot(bit, name):
+    assert throttle.decode_throttled(1 << bit) == Throttled(raw=hex(1 << bit), now=[name], since_boot=[])
+    assert throttle.decode_throttled(1 << (bit + 16)).since_boot == [name]
+
+
+def test_real_output_formats():
+    assert throttle.parse_get_throttled("throttled=0x50005\n") == 0x50005
+    assert throttle.parse_get_throttled("throttled=0x0") == 0
+    assert throttle.parse_measure_temp("temp=48.7'C\n") == 48.7
+    assert throttle.parse_get_throttled("VCHI initialization failed") is None
+    decoded = throttle.decode_throttled(0x50005)
+    assert decoded.now == ["under-voltage", "throttled"]
+    assert decoded.since_boot == ["under-voltage", "throttled"]
+
+
+def test_throttling_during_a_cell():
+    calm = throttle.decode_throttled(0x0)
+    assert throttle.throttled_during(calm, calm) == (False, [])
+    assert throttle.throttled_during(calm, throttle.decode_throttled(0x40000)) == (True, ["throttled"])
+    assert throttle.throttled_during(throttle.decode_throttled(0x8), calm) == (True, ["soft-temp-limit"])
+    # A since-boot flag already set at the start is history, not this cell.
+    old = throttle.decode_throttled(0x50000)
+    assert throttle.throttled_during(old, old) == (False, [])
+    assert throttle.throttled_during(None, None) == (False, [])
