@@ -33,11 +33,13 @@ def governor(root) -> str:
     return (root / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor").read_text().strip()
 
 
-def run_cells(tmp_path, root, model, cooldown_below_c, max_cooldown_s, on_cooling, governor=None):
+def run_cells(tmp_path, root, model, cooldown_below_c, max_cooldown_s, on_cooling, governor=None,
+              cpu_affinity=()):
     data = model.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
     cell = CellSpec(model_sha256=sha, model_name=model.name, delegate="xnnpack", threads=1,
-                    settings=QUICK, cooldown_below_c=cooldown_below_c, max_cooldown_s=max_cooldown_s)
+                    settings=QUICK, cooldown_below_c=cooldown_below_c, max_cooldown_s=max_cooldown_s,
+                    cpu_affinity=list(cpu_affinity))
     done = []
     with LocalAgent(tmp_path / "agent", ["--root", str(root)]) as agent, AgentClient(agent.endpoint) as client:
         client.hello()
@@ -92,3 +94,11 @@ def test_profile_thermal_and_delegate_settings_reach_the_cell(tmp_path):
                       "require_full_delegation": True, "cpu_affinity": [2, 3],
                       "cooldown_below_c": 55, "max_cooldown_s": 90}
     assert parse(profile).cell_fields("xnnpack")["delegate_library"] is None
+
+
+def test_cells_are_pinned_to_the_profile_cpus(tmp_path, tree, family):
+    set_temp(tree, 40.0)
+    (pinned,) = run_cells(tmp_path, tree, family["int8"], None, 0, lambda m: None, cpu_affinity=[0])
+    assert pinned.status == "ok"
+    (impossible,) = run_cells(tmp_path, tree, family["int8"], None, 0, lambda m: None, cpu_affinity=[4095])
+    assert impossible.status == "failed" and impossible.error.startswith("pinning to CPUs failed")
