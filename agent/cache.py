@@ -1,8 +1,8 @@
 """The agent's content-addressed cache of models and datasets, and the transfers filling it.
 
 Models live as `<sha256>.tflite`, dataset bundles as `<sha256>.dataset`. A transfer
-writes `<sha256>.part`, hashing the bytes as they arrive in order; a partial file left by a dropped connection is resumed from
-its last whole chunk. Only a file whose size and sha256 match is fsynced and renamed
+writes `<sha256>.part`, hashing the bytes as they arrive in order; a partial file left
+by a dropped connection is resumed from its last whole chunk. Only a file whose size and sha256 match is fsynced and renamed
 into place, so the cache never holds a model that is not what its name says.
 """
 
@@ -16,12 +16,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
 
+from agent.android.binary import BinaryFormatError, check_program
 from agent.dataset import DatasetError, check_bundle
 from agent.modelfile import ModelFormatError, check_identifier
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Each kind of blob: its file suffix, and the check its first chunk must pass.
-KINDS = {"model": (".tflite", check_identifier), "dataset": (".dataset", check_bundle)}
+KINDS = {"model": (".tflite", check_identifier), "dataset": (".dataset", check_bundle),
+         "binary": (".bin", check_program)}
 
 
 class TransferError(ValueError):
@@ -161,7 +163,7 @@ class Incoming:
         if offset == 0:
             try:
                 KINDS[self.kind][1](data)
-            except (ModelFormatError, DatasetError) as exc:
+            except (ModelFormatError, DatasetError, BinaryFormatError) as exc:
                 raise TransferError(str(exc)) from None
         self.file.write(data)
         self.hasher.update(data)

@@ -45,8 +45,10 @@ def _serve(args: argparse.Namespace) -> int:
     except zmq.ZMQError as exc:  # a malformed or busy endpoint
         print(f"agent: cannot bind {settings.bind}: {exc}", file=sys.stderr)
         return 2
+    # Handlers first: whoever reads the ready line may signal the agent straight away.
+    server.handle_signals()
     print(READY_PREFIX + endpoint, flush=True)
-    server.serve()
+    server.serve(install_signal_handlers=False)
     return 0
 
 

@@ -93,11 +93,16 @@ class JobRunner:
                 continue
             log.info("job %s: %d cells", job.job_id, len(job.cells))
             indices = job.indices or range(len(job.cells))
-            with contextlib.ExitStack() as stack:
-                if job.governor:
-                    stack.enter_context(Governor(SysRoot(self.root), job.governor))
-                if not self._run_cells(client, job, indices):
-                    return
+            try:
+                with contextlib.ExitStack() as stack:
+                    if job.governor:
+                        stack.enter_context(Governor(SysRoot(self.root), job.governor))
+                    if not self._run_cells(client, job, indices):
+                        return
+            except Exception as exc:  # an agent fault ends this job, never the job thread
+                log.exception("job %s: failed", job.job_id)
+                self.send(client, JobDone(job_id=job.job_id, interrupted=f"agent error: {exc}"))
+                continue
             self.send(client, JobDone(job_id=job.job_id))
 
     def _run_cells(self, client: bytes, job: RunJob, indices) -> bool:
@@ -167,11 +172,14 @@ class JobRunner:
             return msgspec.structs.replace(template, error="dataset was not transferred to the agent"), None
         if self._cells is None:
             self._cells = CellRunner(self.runtime, self.root)
-        return self._cells.run(
-            str(path), spec, template,
-            on_start=lambda pid: self.send(client, CellStarted(job_id=job_id, index=index, pid=pid)),
-            dataset_path=str(dataset) if dataset else None,
-        )
+        try:
+            return self._cells.run(
+                str(path), spec, template,
+                on_start=lambda pid: self.send(client, CellStarted(job_id=job_id, index=index, pid=pid)),
+                dataset_path=str(dataset) if dataset else None,
+            )
+        except OSError as exc:  # no child process could be started (limits, sandbox)
+            return msgspec.structs.replace(template, error=f"could not start the cell's process: {exc}"), None
 
     def _check(self, spec: CellSpec, have_model: bool) -> Optional[str]:
         if self.runtime is None:

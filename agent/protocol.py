@@ -242,6 +242,7 @@ def decode(frames: list[bytes]) -> tuple[AnyMessage, list[bytes]]:
         raise ProtocolError(f"unsupported protocol {bytes(frames[0][:32])!r}, expected {PROTOCOL!r}")
     try:
         message = _decoder.decode(frames[1])
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 in a string as UnicodeDecodeError (found by fuzzing).
         raise ProtocolError(f"malformed message: {exc}") from None
     return message, list(frames[2:])

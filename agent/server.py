@@ -146,14 +146,20 @@ class AgentServer:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT stop the agent, SIGHUP reloads the allowed keys (main thread only)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload())
+        # A signal may land on a libzmq or job thread; the wakeup fd still ends the main poll.
+        signal.set_wakeup_fd(self._wake_w.fileno())
+
     def serve(self, install_signal_handlers: bool = True) -> None:
         """Run until stopped; a running cell is finished (and its result kept) first."""
         if self.endpoint is None:
             self.bind()
         if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self.stop())
-            signal.signal(signal.SIGHUP, lambda *_: self.reload())
+            self.handle_signals()
         poller = zmq.Poller()
         for sock in (self._router, self._results, self._wake_r, *([self._zap.socket] if self._zap else [])):
             poller.register(sock, zmq.POLLIN)
@@ -228,12 +234,13 @@ class AgentServer:
                 frames = self._results.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            job_id = frames[0].decode()
-            if frames[1] == b"done":
+            asker, job_id, kind = frames[0], frames[1].decode(), frames[2]
+            if kind == b"done":
                 self.cache.unpin(self._job_models.pop(job_id, []))
-            client = self._job_clients.get(job_id)
+            # Job messages go to whoever claimed the job last; other replies to who asked.
+            client = self._job_clients.get(job_id) if job_id else asker
             if client is not None:  # else kept in the outbox until a controller claims the job
-                self._router.send_multipart([client, *frames[2:]])
+                self._router.send_multipart([client, *frames[3:]])
 
     def _receive(self) -> None:
         while True:
@@ -250,6 +257,10 @@ class AgentServer:
             except protocol.ProtocolError as exc:
                 log.warning("client %s: %s", client.hex(), exc)
                 self._reply(client, Error(message=str(exc)))
+                continue
+            except Exception as exc:  # a decoder surprise must not stop the agent either
+                log.exception("client %s: undecodable message", client.hex())
+                self._reply(client, Error(message=f"malformed message: {exc}"))
                 continue
             if bad:
                 log.warning("client %s: rejected %s: %s", client.hex(), type(message).__name__, bad)
@@ -280,7 +291,8 @@ class AgentServer:
             sock = self._local.push = self._ctx.socket(zmq.PUSH)
             sock.connect(_RESULTS)
         kind = b"done" if isinstance(message, JobDone) else b""
-        sock.send_multipart([message.job_id.encode(), kind, *protocol.encode(message)])
+        job_id = getattr(message, "job_id", "")
+        sock.send_multipart([client, job_id.encode(), kind, *protocol.encode(message)])
 
     def _client(self, client: bytes) -> _Client:
         return self._clients.setdefault(client, _Client())
@@ -307,6 +319,9 @@ class AgentServer:
         self._reply(client, Pong(seq=message.seq))
 
     def _on_info(self, client: bytes, message: InfoRequest, payload: list) -> None:
+        if message.android is not None:  # a phone's facts take ADB round trips: not on this loop
+            self.jobs.submit_info(client, message)
+            return
         self._reply(client, InfoReply(facts=read_facts(self.config.root)))
 
     def _on_offer(self, client: bytes, message: Offer, payload: list) -> None:
@@ -401,6 +416,8 @@ class AgentServer:
         sockets = [self._router, self._results, *([self._zap] if self._zap else [])]
         for sock in sockets:
             sock.close()
+        with contextlib.suppress(ValueError):  # not the main thread: no wakeup fd was set
+            signal.set_wakeup_fd(-1)
         self._wake_r.close()
         self._wake_w.close()
         self._ctx.destroy(linger=1000)

@@ -37,8 +37,8 @@ from agent.protocol import (
 from agent.schema import Facts
 from controller import __version__
 
-_HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                       | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_CONNECTION_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_DISCONNECTED)
 # Send a ping after this much silence; declare the agent lost after `lost_after_s`.
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 30.0
@@ -86,8 +86,9 @@ class AgentClient:
             self._socket.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
             self._socket.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
             self._socket.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
-        # Handshake failures (a refused key, CURVE on one side only) are otherwise silent.
-        self._monitor = self._socket.get_monitor_socket(_HANDSHAKE_FAILURES)
+        # Handshake failures (a refused key, CURVE on one side only) and a dropped connection
+        # (an agent that died) are otherwise silent: libzmq just reconnects.
+        self._monitor = self._socket.get_monitor_socket(_CONNECTION_EVENTS)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._monitor, zmq.POLLIN)
@@ -118,7 +119,7 @@ class AgentClient:
                 raise AgentLost(f"agent at {self.endpoint} did not answer for {lost_after_s:.0f} s")
             events = dict(self._poller.poll(int(min(self.heartbeat_s, lost_after_s - silent) * 1000)))
             if self._monitor in events:
-                self._handshake_failed()
+                self._connection_event()
             if self._socket in events:
                 message, payload = protocol.decode(self._socket.recv_multipart())
                 last_heard = time.monotonic()
@@ -128,8 +129,10 @@ class AgentClient:
                 self._ping_seq += 1
                 self._send(Ping(seq=self._ping_seq))
 
-    def _handshake_failed(self) -> None:
+    def _connection_event(self) -> None:
         event = recv_monitor_message(self._monitor)
+        if event["event"] == zmq.EVENT_DISCONNECTED:
+            raise AgentLost(f"connection to the agent at {self.endpoint} was lost")
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             raise AgentError(f"agent at {self.endpoint} refused this controller's key "
                              "(add its public key to the agent's allowed_keys_dir)")

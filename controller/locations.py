@@ -23,6 +23,11 @@ def default_db() -> Path:
     return Path(env) if env else data_dir() / "results.sqlite"
 
 
+def key_dir() -> Path:
+    """Where `controller keys generate` puts the controller's own CURVE key pair by default."""
+    return Path(platformdirs.user_config_dir(APP))
+
+
 def local_agent_dir() -> Path:
     """Data directory of the agent `--device local` starts; its model cache persists."""
     return data_dir() / "local-agent"

@@ -222,7 +222,9 @@ class _Run:
                                  on_cooling=lambda message: self.observer.cooling(name, message))
             if not end.interrupted:
                 return
-            self.observer.error(f"device {name}: agent job interrupted ({end.interrupted})")
+            left = [entry for entry in todo if entry[0] not in self.store.cell_indices(run_id, name)]
+            self.error(f"device {name}: agent job interrupted ({end.interrupted}); "
+                       f"measuring the {len(left)} cell(s) it left out again")
 
     def _measure_with(self, profile: Profile, client: AgentClient) -> None:
         name = profile.name

@@ -45,6 +45,16 @@ CREATE TABLE IF NOT EXISTS cells (
     cell TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cells_by_run ON cells(run_id);
+CREATE TABLE IF NOT EXISTS run_requests (
+    run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+    request TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_jobs (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    device TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, device)
+);
 CREATE INDEX IF NOT EXISTS runs_by_tag ON runs(tag, started_at);
 """
 
@@ -63,6 +73,16 @@ class ResultStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        self._add_cell_index()
+
+    def _add_cell_index(self) -> None:
+        """Cells carry their index in the run's matrix: stored at most once per (run, device, index)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(cells)")}
+        with self._db:
+            if "cell_index" not in columns:  # a database from before cell indices
+                self._db.execute("ALTER TABLE cells ADD COLUMN cell_index INTEGER")
+            self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS cells_once"
+                             " ON cells(run_id, device, cell_index)")
 
     def close(self) -> None:
         self._db.close()
@@ -84,15 +104,45 @@ class ResultStore:
                 "INSERT OR REPLACE INTO run_devices (run_id, device, info) VALUES (?, ?, ?)",
                 (run_id, device, msgspec.json.encode(info).decode()))
 
-    def add_cell(self, run_id: str, cell: Cell) -> None:
+    def add_cell(self, run_id: str, cell: Cell, index: Optional[int] = None) -> bool:
+        """Store a cell in its own transaction; False when cell `index` of that device is stored already."""
         with self._db:
-            self._db.execute(
-                "INSERT INTO cells (run_id, device, model, model_sha256, variant, delegate, threads,"
-                " round, status, p50_us, cell) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserted = self._db.execute(
+                "INSERT OR IGNORE INTO cells (run_id, device, model, model_sha256, variant, delegate,"
+                " threads, round, status, p50_us, cell, cell_index)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, cell.device, cell.model, cell.model_sha256, cell.variant, cell.delegate,
                  cell.threads, cell.round, cell.status,
                  cell.latency_us.p50 if cell.latency_us else None,
-                 msgspec.json.encode(cell).decode()))
+                 msgspec.json.encode(cell).decode(), index)).rowcount
+        return inserted == 1
+
+    def cell_indices(self, run_id: str, device: str) -> set[int]:
+        """Indices of the cells of a run already stored for a device."""
+        return {row[0] for row in self._db.execute(
+            "SELECT cell_index FROM cells WHERE run_id = ? AND device = ? AND cell_index IS NOT NULL",
+            (run_id, device))}
+
+    def save_request(self, run_id: str, request: str) -> None:
+        """What a run asked for (JSON), so that it can be resumed."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO run_requests (run_id, request) VALUES (?, ?)",
+                             (run_id, request))
+
+    def load_request(self, run_id: str) -> Optional[str]:
+        row = self._db.execute("SELECT request FROM run_requests WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_job(self, run_id: str, device: str, job_id: str) -> None:
+        """The agent job currently measuring a run on a device."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO run_jobs (run_id, device, job_id) VALUES (?, ?, ?)",
+                             (run_id, device, job_id))
+
+    def job(self, run_id: str, device: str) -> Optional[str]:
+        row = self._db.execute("SELECT job_id FROM run_jobs WHERE run_id = ? AND device = ?",
+                               (run_id, device)).fetchone()
+        return row[0] if row else None
 
     def finish_run(self, run_id: str, finished_at: str, transfer: Transfer,
                    errors: list[str]) -> None:

@@ -7,11 +7,11 @@ import shutil
 import textwrap
 
 import pytest
-from conftest import EXAMPLE_MODELS, FIXTURE_MODELS, QUICK, ROOT, controller, run_json
 
 from agent.schema import PreprocessSpec
 from controller.runner import RunRequest, run
 from controller.store import ResultStore
+from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS, QUICK, ROOT, controller, run_json
 
 DIGITS = ROOT / "examples" / "datasets" / "digits"
 DIGITS_SPEC = ROOT / "examples" / "digits_preprocess.toml"

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE_MODELS, FIXTURE_MODELS, QUICK, controller
+
+from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS, QUICK, controller
 
 MOBILENET = EXAMPLE_MODELS / "mobilenet_v2_035_96_fp32.tflite"
 LAVAPIPE = Path("/usr/share/vulkan/icd.d/lvp_icd.json")

@@ -7,7 +7,8 @@ import shutil
 import sqlite3
 
 import pytest
-from conftest import FIXTURE_MODELS, QUICK, controller, run_json
+
+from tests.conftest import FIXTURE_MODELS, QUICK, controller, run_json
 
 CELL_KEYS = {
     "device", "model", "model_sha256", "model_size_bytes", "variant", "delegate", "threads",

@@ -6,13 +6,13 @@ import hashlib
 import shutil
 
 import pytest
-from conftest import ROOT
 
 from agent.protocol import CellSpec
 from agent.schema import Settings
 from controller.client import AgentClient
 from controller.local_agent import LocalAgent
 from controller.profiles import parse
+from tests.conftest import ROOT
 
 PI4 = ROOT / "tests" / "fixtures" / "pi4_root"
 QUICK = Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0)

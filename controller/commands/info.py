@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.facts import facts_lines
-from controller import profiles
+from controller import phones, profiles
 from controller.client import AgentError, AgentLost
 from controller.commands import print_json, stderr_console
 from controller.local_agent import LocalAgentError
@@ -25,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
         profile = profiles.load(args.device)
         with connect(profile) as client:
             client.hello(timeout_s=CONNECT_TIMEOUT_S)
-            facts = client.info()
+            facts = client.info(phones.target_of(profile.android) if profile.android else None)
     except (ProfileError, LocalAgentError, AgentError, AgentLost, OSError) as exc:
         stderr_console().print(f"[red]error:[/red] device {args.device}: {exc}", highlight=False)
         return 2

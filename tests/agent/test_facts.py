@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 PI4 = ROOT / "tests" / "fixtures" / "pi4_root"
 STAND_IN = ROOT / "tests" / "fixtures" / "bin"

@@ -1,11 +1,11 @@
 import contextlib
 
 import pytest
-from conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.modelfile import ModelFormatError, read_model, read_model_file
+from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "dynamic", "int8"])

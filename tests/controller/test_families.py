@@ -3,9 +3,9 @@
 import shutil
 
 import pytest
-from conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 
 from controller import families, models
+from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS
 
 
 @pytest.mark.parametrize("name, stem", [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ROOT, controller
 
 from agent.modelfile import read_model_file
+from tests.conftest import ROOT, controller
 
 tf = pytest.importorskip("tensorflow", reason="needs the quantize extra (TensorFlow)")
 

@@ -1,0 +1,117 @@
+"""The agent's configuration: `agent.toml`, command-line overrides, and the rules it must obey."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+import msgspec
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11
+    import tomli as tomllib
+
+DEFAULT_BIND = "tcp://127.0.0.1:5555"
+DEFAULT_CONFIG_PATH = Path("/etc/edgebench/agent.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A configuration the agent must not serve with; the message says what to change."""
+
+
+class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Every `agent.toml` setting (CONTRACT "Agent configuration")."""
+
+    bind: str = DEFAULT_BIND
+    data_dir: Optional[str] = None
+    cache_quota_bytes: Optional[int] = None
+    secret_key: Optional[str] = None
+    allowed_keys_dir: Optional[str] = None
+    insecure: bool = False
+    log_level: str = "info"
+    # Not a file setting: where /proc and /sys are read from (tests mirror a device there).
+    root: str = "/"
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory, defaulting by who runs the agent."""
+        return Path(self.data_dir) if self.data_dir else default_data_dir()
+
+    def check(self) -> None:
+        """Raise ConfigError unless this configuration is safe to serve."""
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        if self.cache_quota_bytes is not None and self.cache_quota_bytes <= 0:
+            raise ConfigError("cache_quota_bytes must be a positive number of bytes")
+        loopback = is_loopback_endpoint(self.bind)
+        if self.insecure:
+            if not loopback:
+                raise ConfigError(
+                    f"refusing to serve {self.bind} without authentication: insecure mode is only "
+                    "for loopback endpoints (tcp://127.0.0.1:PORT); set secret_key and allowed_keys_dir")
+            return
+        if self.secret_key is None or self.allowed_keys_dir is None:
+            where = "a loopback endpoint" if loopback else self.bind
+            raise ConfigError(
+                f"refusing to serve {where} without CURVE keys: set secret_key and allowed_keys_dir "
+                "(create keys with `agent keys generate DIR`)"
+                + ("; or pass --insecure for a loopback-only agent" if loopback else ""))
+
+
+def load(path: Optional[os.PathLike], **overrides) -> AgentConfig:
+    """The configuration in `path` (if any) with non-None `overrides` applied on top."""
+    data: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return msgspec.convert(data, AgentConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path or 'configuration'}: {exc}") from None
+
+
+def is_loopback_endpoint(endpoint: str) -> bool:
+    """True for tcp endpoints on a loopback address (and ipc/inproc, which never leave)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme in ("ipc", "inproc"):
+        return True
+    host = (parts.hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_data_dir() -> Path:
+    """Where an agent keeps its cache and outbox when neither config nor flags say."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/edgebench")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return Path(base) / "edgebench" / "agent"
+
+
+def default_config_text(data_dir: Path, config_dir: Path) -> str:
+    """The `agent.toml` that `agent install-service` writes when none exists."""
+    return (
+        "# edgebench agent configuration (see `agent serve --help`).\n"
+        'bind = "tcp://0.0.0.0:5555"\n'
+        f'data_dir = "{data_dir}"\n'
+        "cache_quota_bytes = 2_000_000_000\n"
+        f'secret_key = "{config_dir}/agent.key_secret"\n'
+        f'allowed_keys_dir = "{config_dir}/controllers.d"   # public keys of allowed controllers\n'
+        "insecure = false\n"
+        'log_level = "info"\n'
+    )
