@@ -2,8 +2,9 @@
 
 Models live as `<sha256>.tflite`, dataset bundles as `<sha256>.dataset`. A transfer
 writes `<sha256>.part`, hashing the bytes as they arrive in order; a partial file left
-by a dropped connection is resumed from its last whole chunk. Only a file whose size and sha256 match is fsynced and renamed
-into place, so the cache never holds a model that is not what its name says.
+by a dropped connection is resumed from its last whole chunk. Only a file whose size and
+sha256 match is fsynced and renamed into place, so the cache never holds a model that
+is not what its name says.
 """
 
 from __future__ import annotations

@@ -185,6 +185,7 @@ class Cell(Record, kw_only=True):
     preprocess_parity: Optional[PreprocessParity] = None
     delegate_coverage: Optional[DelegateCoverage] = None
     device_state: Optional[DeviceState] = None
+    fingerprint: Optional[str] = None
 
 
 class CpuPolicy(Record, kw_only=True):
@@ -310,6 +311,54 @@ class RunReport(Record, kw_only=True):
     cells: list[Cell]
     errors: list[str] = []
     variants: list[FamilyComparison] = []
+    meta: dict[str, str] = {}
+    complete: bool = True
+
+
+class FigureChange(Record, kw_only=True):
+    """One figure of one cell, baseline vs candidate, over their rounds.
+
+    `change` is relative (0.08 = 8 % slower) for latency and memory and in top-1
+    fractions lost for accuracy; `low`/`high` bound it (bootstrap over rounds).
+    """
+
+    verdict: Literal["REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"]
+    baseline: Optional[float]
+    candidate: Optional[float]
+    change: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+    threshold: float
+    rounds: tuple[int, int]
+
+
+class CellComparison(Record, kw_only=True):
+    """A cell of the baseline run and the same cell of the candidate run."""
+
+    device: str
+    model: str
+    delegate: str
+    threads: int
+    verdict: Literal["REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"]
+    latency_p50: FigureChange
+    memory_peak: Optional[FigureChange] = None
+    accuracy_top1: Optional[FigureChange] = None
+    flags: list[str] = []
+
+
+class RegressReport(Record, kw_only=True):
+    """The document `controller regress --json` prints."""
+
+    baseline: str
+    candidate: str
+    threshold: float
+    memory_threshold: float
+    accuracy_threshold: float
+    regressed: bool
+    counts: dict[str, int]
+    cells: list[CellComparison]
+    only_in_baseline: list[str] = []
+    only_in_candidate: list[str] = []
 
 
 def to_builtins(record: msgspec.Struct) -> dict:

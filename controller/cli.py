@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from controller.commands import devices, import_log, info, keys, preprocess, quantize, run
+from controller.commands import devices, import_log, info, keys, preprocess, quantize, regress, report, run
 
-COMMANDS = (run, info, devices, preprocess, quantize, keys, import_log)
+COMMANDS = (run, regress, report, info, devices, preprocess, quantize, keys, import_log)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,21 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
 
+def read_line(stream, timeout_s: float) -> str:
+    """One line from a pipe, or what arrived before `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    buffer = b""
+    while not buffer.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
+            break
+        byte = stream.read1(1)
+        if not byte:
+            break
+        buffer += byte
+    return buffer.decode("utf-8", "replace")
+
+
 class LocalAgentError(RuntimeError):
     """The local agent could not be started."""
 
@@ -39,27 +54,13 @@ class LocalAgent:
                  "--insecure", "--data-dir", str(self.data_dir), *self.extra_args],
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
             )
-        line = self._first_line(START_TIMEOUT_S)
+        line = read_line(self.process.stdout, START_TIMEOUT_S)
         if not line.startswith(READY_PREFIX):
             self.stop()
             raise LocalAgentError(
                 f"local agent did not start ({line.strip() or 'no output'}); see {self.log_path}")
         self.endpoint = line[len(READY_PREFIX):].strip()
         return self.endpoint
-
-    def _first_line(self, timeout_s: float) -> str:
-        stream = self.process.stdout
-        deadline = time.monotonic() + timeout_s
-        buffer = b""
-        while not buffer.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
-                break
-            byte = stream.read1(1) if hasattr(stream, "read1") else stream.read(1)
-            if not byte:
-                break
-            buffer += byte
-        return buffer.decode("utf-8", "replace")
 
     def stop(self) -> None:
         """Ask the agent to finish (SIGTERM), then kill it if it does not."""

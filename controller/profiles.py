@@ -179,3 +179,16 @@ def _android(path: Path, data: dict, binary: Optional[Path]) -> AndroidProfile:
     return AndroidProfile(benchmark_binary=binary, adb_address=data.get("adb_address"),
                           adb_serial=data.get("adb_serial"), via=via,
                           taskset=str(taskset) if taskset is not None else None)
+
+
+def load_fleet(path: str) -> list[str]:
+    """Device names from a fleet file: `devices = ["pi4", "pi5", "pixel7"]` in TOML."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ProfileError(f"fleet file {path}: {exc}") from None
+    devices = data.get("devices")
+    if not isinstance(devices, list) or not devices or not all(isinstance(d, str) and d for d in devices):
+        raise ProfileError(f"fleet file {path}: expected devices = [\"name\", ...] with at least one name")
+    return devices

@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from agent.jobs import cell_template
 from agent.protocol import AndroidTarget, CellDone, CellSpec, Cooling
 from agent.runtime import CPU_DELEGATES
 from agent.schema import Cell, DeviceInfo, PreprocessSpec, RunReport, Settings, Transfer
-from controller import families, locations, models, phones, profiles, variants
+from controller import families, fingerprint, locations, models, phones, profiles, variants
 from controller.client import AgentClient, AgentError, AgentLost, CurveKeys, load_curve_keys
 from controller.evaluation import PreparedDataset, RunEvaluation, prepare_dataset
 from controller.local_agent import LocalAgent, LocalAgentError
@@ -60,6 +61,7 @@ class RunRequest:
     families: dict[str, list[str]] = field(default_factory=dict)
     accuracy_tolerance: float = variants.DEFAULT_TOLERANCE
     require_full_delegation: bool = False
+    meta: dict[str, str] = field(default_factory=dict)
 
 
 class Observer:
@@ -155,7 +157,8 @@ class _Run:
         self.planned: dict[str, list[tuple[int, CellSpec]]] = {}
         self.report = RunReport(run_id=new_run_id(), tag=request.tag, started_at=now_iso(),
                                 finished_at=None, devices={}, transfer=Transfer(), cells=[],
-                                errors=list(errors))
+                                errors=list(errors), meta=dict(request.meta))
+        self.missing = 0
 
     def error(self, line: str) -> None:
         self.report.errors.append(line)
@@ -187,11 +190,15 @@ class _Run:
 
     def _report_missing(self, name: str) -> None:
         """One line naming the planned cells of a device that have no result."""
-        planned = self.planned.get(name, [])
+        if name not in self.planned:  # never reached: the whole device is missing
+            self.missing += 1
+            return
+        planned = self.planned[name]
         stored = self.store.cell_indices(self.report.run_id, name)
         missing = [(index, spec) for index, spec in planned if index not in stored]
         if not missing:
             return
+        self.missing += len(missing)
         shown = ", ".join(f"#{index} {spec.model_name} {spec.delegate} x{spec.threads}"
                           for index, spec in missing[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
@@ -254,9 +261,12 @@ class _Run:
                                                           parity_samples=[]))
                       for r, source, spec in matrix]
 
+        device_fp = fingerprint.device_fingerprint(info.facts if info else None)
+
         def finish(round_: int, source: ModelSource, cell: Cell) -> Cell:
-            return msgspec.structs.replace(cell, device=name, round=round_, variant=source.variant,
+            cell = msgspec.structs.replace(cell, device=name, round=round_, variant=source.variant,
                                            model_size_bytes=source.size)
+            return msgspec.structs.replace(cell, fingerprint=fingerprint.cell_fingerprint(device_fp, cell))
 
         # Cells are numbered by their place in the matrix; a resumed run skips those stored.
         self.planned[name] = [(index, spec) for index, (_, _, spec) in enumerate(matrix)]
@@ -347,7 +357,7 @@ def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = 
     state = _Run(request, store, observer, sources, errors + problems + evaluation.problems,
                  evaluation, dataset)
     if resume_id is None:
-        store.start_run(state.report.run_id, request.tag, state.report.started_at)
+        store.start_run(state.report.run_id, request.tag, state.report.started_at, request.meta)
         # Absolute model paths, so that a resume from another directory finds the same files.
         recorded = dataclasses.replace(request, models=[os.path.abspath(m) for m in request.models])
         store.save_request(state.report.run_id, msgspec.json.encode(recorded).decode())
@@ -356,15 +366,39 @@ def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = 
         state.report.run_id, state.report.started_at = resume_id, previous.started_at
         state.report.devices, state.report.cells = previous.devices, previous.cells
         state.report.transfer = previous.transfer
+    interrupted = True
     try:
-        for device in request.devices:
-            state.measure_device(device)
+        _measure_devices(state, request.devices)
+        interrupted = False
     finally:
-        state.report.variants = variants.compare(grouped, state.report.cells, request.accuracy_tolerance)
-        state.report.finished_at = now_iso()
-        store.finish_run(state.report.run_id, state.report.finished_at, state.report.transfer,
-                         state.report.errors)
+        report = state.report
+        report.variants = variants.compare(grouped, report.cells, request.accuracy_tolerance)
+        report.finished_at = now_iso()
+        report.complete = not interrupted and state.missing == 0
+        store.finish_run(report.run_id, report.finished_at, report.transfer, report.errors, report.complete,
+                         report.variants)
     return state.report
+
+
+def _measure_devices(state: _Run, devices: list[str]) -> None:
+    """Measure every device at once, one thread each: a device that fails or hangs up is
+    reported and the others finish. Interrupting the controller leaves what is stored."""
+    if len(devices) == 1:
+        state.measure_device(devices[0])
+        return
+    def measure(device: str) -> None:
+        try:
+            state.measure_device(device)
+        except Exception as exc:  # noqa: BLE001 - one device's surprise must not cost the others their results
+            state.error(f"device {device}: stopped by an internal error: {exc!r}")
+
+    threads = [threading.Thread(target=measure, args=(device,), name=f"device-{device}", daemon=True)
+               for device in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():  # a timed join keeps Ctrl-C deliverable to the main thread
+            thread.join(0.5)
 
 
 def _reference(request: RunRequest, sources: list[ModelSource], errors: list[str]) -> Optional[ModelSource]:

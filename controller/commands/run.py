@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from agent.preprocess import PreprocessError, load_spec
 from agent.schema import Settings
-from controller import families, locations, variants
+from controller import families, locations, profiles, variants
 from controller.commands import (
     comma_ints,
     comma_list,
@@ -23,7 +24,9 @@ _DEFAULTS = Settings()
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="benchmark models on one or more devices")
-    p.add_argument("--device", type=comma_list, help="profile name(s), comma-separated")
+    p.add_argument("--device", type=comma_list, default=[], help="profile name(s), comma-separated")
+    p.add_argument("--fleet", metavar="FILE",
+                   help="a TOML file listing devices (`devices = [\"pi4\", \"pi5\"]`), measured at once")
     p.add_argument("--models", nargs="+", metavar="PATH",
                    help=".tflite files, directories or quoted globs")
     p.add_argument("--threads", type=comma_ints, help="thread counts, e.g. 1,2,4 (default: profile)")
@@ -51,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy-tolerance", type=float, default=variants.DEFAULT_TOLERANCE * 100,
                    metavar="POINTS", help="top-1 points a recommended variant may lose (default: 1)")
     p.add_argument("--tag", help="label for this run (e.g. nightly)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="free-form run metadata, e.g. commit=abc123 (repeatable)")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="finish an interrupted run: collect what agents kept, measure what is missing")
     p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
@@ -58,35 +63,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def parse_meta(items: list[str]) -> dict[str, str]:
+    """`--meta key=value` items as a dict; ValueError for an item without `=`."""
+    meta = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--meta expects KEY=VALUE, got {item!r}")
+        meta[key.strip()] = value.strip()
+    return meta
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
     console = stderr_console()
-    if args.resume is None and not (args.device and args.models):
-        console.print("[red]error:[/red] --device and --models are required (unless --resume RUN_ID)")
+    try:
+        devices = args.device + (profiles.load_fleet(args.fleet) if args.fleet else [])
+        spec = load_spec(args.preprocess) if args.preprocess else None
+        family_map = families.parse_mapping(args.family)
+        meta = parse_meta(args.meta)
+    except (PreprocessError, families.FamilyError, profiles.ProfileError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    if args.resume is None and not (devices and args.models):
+        console.print("[red]error:[/red] --device (or --fleet) and --models are required (unless --resume RUN_ID)")
         return 2
     if args.rounds < 1 or args.num_runs < 1 or args.warmup_runs < 0:
         console.print("[red]error:[/red] --rounds and --num-runs must be at least 1")
         return 2
-    try:
-        spec = load_spec(args.preprocess) if args.preprocess else None
-        family_map = families.parse_mapping(args.family)
-    except (PreprocessError, families.FamilyError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
     request = RunRequest(
-        devices=args.device, models=args.models, threads=args.threads, delegates=args.delegates,
+        devices=list(dict.fromkeys(devices)), models=args.models, threads=args.threads, delegates=args.delegates,
         settings=Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
                           num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
                           run_delay=args.run_delay),
         rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
         reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
-        require_full_delegation=args.require_full_delegation,
+        require_full_delegation=args.require_full_delegation, meta=meta,
     )
+    # SIGTERM (a CI job cancelled, systemd stopping a timer's service) ends the run like
+    # Ctrl-C: what is stored stays, and the run is marked incomplete.
+    signal.signal(signal.SIGTERM, _interrupt)
     with ResultStore(args.db or locations.default_db()) as store, ProgressDisplay(console) as display:
         try:
             report = resume(args.resume, store, display) if args.resume else run(request, store, display)
         except (NothingToMeasure, RunNotFound) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
+        except KeyboardInterrupt:
+            console.print("[red]interrupted:[/red] the cells measured so far are stored and the run is "
+                          "marked incomplete; `controller run --resume latest` measures the rest")
+            return 130
     out = console if args.json else stdout_console()
     if args.json:
         print_json(report)

@@ -1,3 +1,5 @@
+import sqlite3
+
 import pytest
 
 from agent.schema import Cell, CpuFacts, DeviceInfo, Facts, LatencyStats, Transfer
@@ -56,3 +58,42 @@ def test_refs_resolve_to_ids_tags_and_latest(tmp_path):
         assert store.resolve("latest") == "r3"
         with pytest.raises(RunNotFound, match="no run matches 'weekly'"):
             store.resolve("weekly")
+
+
+def test_meta_completeness_and_last_good(tmp_path):
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        for run_id, tag in (("n1", "nightly"), ("n2", "nightly"), ("pr", "pr-7"), ("n3", "nightly"),
+                            ("n4", "nightly")):
+            store.start_run(run_id, tag, "2026-01-01T00:00:00+00:00", meta={"commit": run_id})
+        for run_id in ("n1", "n2", "pr", "n4"):
+            store.finish_run(run_id, "2026-01-01T00:01:00+00:00", Transfer(), [])
+        store.finish_run("n3", "2026-01-01T00:01:00+00:00", Transfer(), [], complete=False)
+        assert store.load_run("n1").meta == {"commit": "n1"} and store.load_run("n1").complete
+        assert not store.load_run("n3").complete
+        # n3 is incomplete, so the newest good run before n4 is n2 (same second: insertion order).
+        assert store.last_good("nightly", before="n4") == "n2"
+        store.record_check("n2", "n1", regressed=True, report="{}")
+        assert store.last_good("nightly", before="n4") == "n1"
+        with pytest.raises(RunNotFound):
+            store.last_good("nightly", before="n1")
+
+
+def test_an_older_database_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, tag TEXT, started_at TEXT NOT NULL, finished_at TEXT,"
+        " transfer TEXT, errors TEXT);"
+        "CREATE TABLE cells (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, device TEXT NOT NULL,"
+        " model TEXT NOT NULL, model_sha256 TEXT NOT NULL, variant TEXT, delegate TEXT NOT NULL,"
+        " threads INTEGER NOT NULL, round INTEGER NOT NULL, status TEXT NOT NULL, p50_us REAL,"
+        " cell TEXT NOT NULL);"
+        "INSERT INTO runs VALUES ('r0', 'nightly', '2025-12-01T00:00:00+00:00', '2025-12-01T00:01:00+00:00',"
+        " NULL, NULL);")
+    old.commit()
+    old.close()
+    with ResultStore(path) as store:
+        assert store.load_run("r0").complete  # finished before the flag existed
+        store.start_run("r1", "nightly", "2026-01-01T00:00:00+00:00")
+        store.add_cell("r1", cell("a.tflite", 1.0), index=0)
+        assert store.cell_indices("r1", "pi4") == {0}

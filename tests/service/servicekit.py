@@ -20,6 +20,7 @@ from agent import auth, protocol
 from agent.auth import load_public, load_secret
 from agent.protocol import READY_PREFIX, Error, Ping, Pong
 from controller.client import AgentClient, load_curve_keys
+from controller.local_agent import read_line
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "examples" / "models"
@@ -188,18 +189,3 @@ class RawController:
 
     def close(self) -> None:
         self.socket.close()
-
-
-def read_line(stream, timeout_s: float) -> str:
-    """One line from a pipe, or what arrived before `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    buffer = b""
-    while not buffer.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([stream], [], [], remaining)[0]:
-            break
-        byte = stream.read1(1)
-        if not byte:
-            break
-        buffer += byte
-    return buffer.decode("utf-8", "replace")

@@ -1,0 +1,58 @@
+"""`controller report`: a run and its history as HTML, Markdown, CSV or a terminal table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from controller import locations, report
+from controller.commands import stderr_console, stdout_console
+from controller.display import results_table, variants_table
+from controller.store import ResultStore, RunNotFound
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="show a stored run and its history (HTML, Markdown, CSV)")
+    p.add_argument("--run", default="latest", metavar="REF", help="run id, tag (its latest run) or latest")
+    p.add_argument("--html", metavar="OUT.html", help="one self-contained HTML file with plots")
+    p.add_argument("--markdown", metavar="OUT.md", help="Markdown tables ('-' for stdout)")
+    p.add_argument("--csv", metavar="OUT.csv", help="one row per cell ('-' for stdout)")
+    p.add_argument("--history", type=int, default=report.HISTORY_RUNS, metavar="N",
+                   help=f"runs of the same tag in the trend (default {report.HISTORY_RUNS})")
+    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.set_defaults(func=main)
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text, encoding="utf-8")
+
+
+def main(args: argparse.Namespace) -> int:
+    console = stderr_console()
+    with ResultStore(args.db or locations.default_db()) as store:
+        try:
+            history = report.load_history(store, args.run, max(1, args.history))
+        except RunNotFound as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            return 2
+    if args.html:
+        _write(args.html, report.render_html(history))
+        console.print(f"wrote {args.html}")
+    if args.markdown:
+        _write(args.markdown, report.render_markdown(history))
+    if args.csv:
+        if args.csv == "-":
+            report.write_csv(history.run, sys.stdout)
+        else:
+            with open(args.csv, "w", newline="", encoding="utf-8") as f:
+                report.write_csv(history.run, f)
+    if not (args.html or args.markdown or args.csv):
+        out = stdout_console()
+        out.print(results_table(history.run))
+        for comparison in history.run.variants:
+            out.print(variants_table(comparison))
+    return 0

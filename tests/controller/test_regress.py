@@ -1,0 +1,98 @@
+"""Cell matching, flags and verdicts of `controller regress`, on synthetic runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.schema import Accuracy, Cell, DeviceState, LatencyStats, MemoryMB, RunReport, Transfer
+from controller.regress import Thresholds, compare, parse_percent
+
+
+def cell(p50: float, round_: int, model: str = "m.tflite", sha: str = "a", status: str = "ok",
+         throttled: bool = False, top1: float | None = None, peak: float = 50.0) -> Cell:
+    return Cell(device="pi4", model=model, model_sha256=sha * 64, model_size_bytes=10, delegate="xnnpack",
+                threads=4, round=round_, status=status, error=None if status == "ok" else "boom",
+                latency_us=LatencyStats(count=50, min=p50, max=p50, mean=p50, std=0, p50=p50)
+                if status == "ok" else None,
+                memory_mb=MemoryMB(init=1, overall=2, peak_rss=peak),
+                accuracy=Accuracy(samples=100, top1=top1, top5=1.0) if top1 is not None else None,
+                device_state=DeviceState(throttled=throttled))
+
+
+def run(run_id: str, cells: list[Cell]) -> RunReport:
+    return RunReport(run_id=run_id, tag="nightly", started_at="2026-01-01T00:00:00+00:00", finished_at=None,
+                     devices={}, transfer=Transfer(), cells=cells)
+
+
+def rounds(values, **kw) -> list[Cell]:
+    return [cell(v, i, **kw) for i, v in enumerate(values)]
+
+
+def test_a_slower_cell_regresses_and_a_steady_one_does_not():
+    base = run("b", rounds([1000, 1010, 990, 1005, 995]) + rounds([500, 501, 499, 500, 502], model="n.tflite"))
+    cand = run("c", rounds([1200, 1190, 1210, 1205, 1195]) + rounds([500, 499, 501, 500, 502], model="n.tflite"))
+    report = compare(base, cand, Thresholds())
+    verdicts = {c.model: c.verdict for c in report.cells}
+    assert verdicts == {"m.tflite": "REGRESSION", "n.tflite": "NO CHANGE"}
+    assert report.regressed and report.counts["REGRESSION"] == 1
+    slow = next(c for c in report.cells if c.model == "m.tflite")
+    assert slow.latency_p50.change == pytest.approx(0.2, abs=0.01) and slow.latency_p50.rounds == (5, 5)
+
+
+def test_per_model_threshold_overrides_the_default():
+    base, cand = run("b", rounds([1000, 1001, 999])), run("c", rounds([1100, 1101, 1099]))
+    assert compare(base, cand, Thresholds()).cells[0].verdict == "REGRESSION"
+    assert compare(base, cand, Thresholds(per_model={"m.tflite": 0.15})).cells[0].verdict == "NO CHANGE"
+
+
+def test_throttled_rounds_are_left_out_and_flagged():
+    base = run("b", rounds([1000, 1000, 1000]))
+    cand = run("c", [cell(1000, 0), cell(3000, 1, throttled=True), cell(1000, 2), cell(1000, 3)])
+    (result,) = compare(base, cand, Thresholds()).cells
+    assert result.latency_p50.rounds == (3, 3) and result.verdict == "NO CHANGE"
+    assert any("throttled" in flag for flag in result.flags)
+
+
+def test_too_few_clean_rounds_is_inconclusive():
+    base = run("b", rounds([1000, 1000, 1000]))
+    cand = run("c", [cell(2000, 0), cell(2000, 1, throttled=True), cell(2000, 2, throttled=True)])
+    (result,) = compare(base, cand, Thresholds()).cells
+    assert result.verdict == "INCONCLUSIVE" and not compare(base, cand, Thresholds()).regressed
+
+
+def test_a_cell_that_starts_failing_is_a_regression():
+    base = run("b", rounds([1000, 1000, 1000]))
+    cand = run("c", rounds([0, 0, 0], status="failed"))
+    (result,) = compare(base, cand, Thresholds()).cells
+    assert result.verdict == "REGRESSION" and "fails in the candidate: boom" in result.flags
+
+
+def test_memory_and_accuracy_regress_on_their_own_thresholds():
+    base = run("b", rounds([1000, 1000, 1000], top1=0.90, peak=50.0))
+    fatter = run("c", rounds([1000, 1000, 1000], top1=0.90, peak=60.0))
+    worse = run("d", rounds([1000, 1000, 1000], top1=0.85, peak=50.0))
+    (fat,) = compare(base, fatter, Thresholds()).cells
+    assert fat.verdict == "REGRESSION" and fat.memory_peak.verdict == "REGRESSION"
+    assert fat.latency_p50.verdict == "NO CHANGE"
+    (acc,) = compare(base, worse, Thresholds()).cells
+    assert acc.accuracy_top1.verdict == "REGRESSION" and acc.accuracy_top1.change == pytest.approx(0.05)
+    assert compare(base, worse, Thresholds(accuracy=0.10)).cells[0].verdict == "NO CHANGE"
+
+
+def test_changed_models_are_flagged_and_unmatched_cells_listed():
+    base = run("b", rounds([1000, 1000, 1000]) + rounds([5, 5, 5], model="gone.tflite"))
+    cand = run("c", rounds([1000, 1000, 1000], sha="b") + rounds([5, 5, 5], model="new.tflite"))
+    report = compare(base, cand, Thresholds())
+    assert [c.model for c in report.cells] == ["m.tflite"] and "model changed" in report.cells[0].flags
+    assert report.only_in_baseline == ["pi4 gone.tflite xnnpack x4"]
+    assert report.only_in_candidate == ["pi4 new.tflite xnnpack x4"]
+
+
+@pytest.mark.parametrize("text, value", [("5%", 0.05), ("5", 0.05), ("0.05", 0.05), ("12.5%", 0.125)])
+def test_thresholds_parse(text, value):
+    assert parse_percent(text) == pytest.approx(value)
+
+
+def test_a_bad_threshold_is_refused():
+    with pytest.raises(ValueError):
+        parse_percent("five")
