@@ -166,11 +166,11 @@ def test_an_interrupted_run_keeps_its_cells_and_is_marked_incomplete(tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-m", "controller", "run", "--device", "local", "--models", *map(str, MODELS),
          *QUICK, "--min-secs", "0.5", "--rounds", "4", "--threads", "1", "--delegates", "xnnpack",
-         "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--db", str(db), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_a_stored_cell(db, run)
         run.send_signal(signal.SIGTERM)
-        _, stderr = run.communicate(timeout=120)
+        stdout, stderr = run.communicate(timeout=120)
     finally:
         run.kill()
     assert run.returncode == 130, stderr
@@ -179,6 +179,9 @@ def test_an_interrupted_run_keeps_its_cells_and_is_marked_incomplete(tmp_path):
         kept = store.load_run("latest")
     assert not kept.complete and kept.finished_at is not None
     assert 1 <= len(kept.cells) < 2 * 4
+    # What was measured is still printed, as the one JSON document.
+    doc = json.loads(stdout)
+    assert doc["run_id"] == kept.run_id and doc["complete"] is False and len(doc["cells"]) == len(kept.cells)
 
 
 def _wait_for_a_stored_cell(db: Path, run: subprocess.Popen) -> None:

@@ -113,7 +113,8 @@ def _latency(figure: FigureChange) -> str:
 def _memory(figure: Optional[FigureChange]) -> str:
     if figure is None:
         return "-"
-    return f"{format_mb(figure.baseline)} → {format_mb(figure.candidate)} MB"
+    change = "" if figure.change is None else f" ({figure.change:+.1%})"
+    return f"{format_mb(figure.baseline)} → {format_mb(figure.candidate)} MB{change}"
 
 
 def _rows(report: RegressReport) -> list[CellComparison]:
@@ -139,7 +140,7 @@ def regress_table(report: RegressReport) -> Table:
             f"[{_STYLE[cell.verdict]}]{cell.verdict}[/]" if _STYLE[cell.verdict] else cell.verdict,
             cell.device, cell.model, cell.delegate, str(cell.threads), _latency(latency),
             _change(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
-            _memory(cell.memory_peak) + (f" ({_change(cell.memory_peak).split(' ')[0]})" if cell.memory_peak else ""),
+            _memory(cell.memory_peak),
             _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags))
     return table
 

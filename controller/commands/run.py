@@ -6,7 +6,7 @@ import argparse
 import signal
 
 from agent.preprocess import PreprocessError, load_spec
-from agent.schema import Settings
+from agent.schema import RunReport, Settings
 from controller import families, locations, profiles, variants
 from controller.commands import (
     comma_ints,
@@ -113,13 +113,21 @@ def main(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
         except KeyboardInterrupt:
-            console.print("[red]interrupted:[/red] the cells measured so far are stored and the run is "
-                          "marked incomplete; `controller run --resume latest` measures the rest")
+            report = store.load_run(store.resolve(args.resume) if args.resume else "latest")
+            console.print(f"[red]interrupted:[/red] the {len(report.cells)} cell(s) measured so far are stored "
+                          f"and the run is marked incomplete; `controller run --resume {report.run_id}` "
+                          "measures the rest")
+            show(report, args.json, console)
             return 130
-    out = console if args.json else stdout_console()
-    if args.json:
+    show(report, args.json, console)
+    return 0 if report.devices else 2
+
+
+def show(report: RunReport, as_json: bool, console) -> None:
+    """The run as one JSON document on stdout (tables to stderr), or as tables on stdout."""
+    out = console if as_json else stdout_console()
+    if as_json:
         print_json(report)
     out.print(results_table(report))
     for comparison in report.variants:
         out.print(variants_table(comparison))
-    return 0 if report.devices else 2
