@@ -9,11 +9,13 @@ is not what its name says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -155,7 +157,7 @@ class Incoming:
         self.requested += length
         return offset, length
 
-    def write(self, offset: int, data: bytes) -> bool:
+    def write(self, offset: int, data: bytes | memoryview) -> bool:
         """Store the chunk at `offset`; True when the model is complete and verified."""
         if offset != self.received:
             raise TransferError(f"chunk at offset {offset} out of order (expected {self.received})")
@@ -163,11 +165,13 @@ class Incoming:
             raise TransferError(f"chunk of {len(data)} bytes at {offset} exceeds size {self.size}")
         if offset == 0:
             try:
-                KINDS[self.kind][1](data)
+                KINDS[self.kind][1](bytes(data))
             except (ModelFormatError, DatasetError, BinaryFormatError) as exc:
                 raise TransferError(str(exc)) from None
+        # Hashing and writing both release the GIL: overlapped, a chunk costs the slower of the two.
+        hashed = _hashing().submit(self.hasher.update, data)
         self.file.write(data)
-        self.hasher.update(data)
+        hashed.result()
         self.received += len(data)
         if self.received < self.size:
             return False
@@ -189,6 +193,12 @@ class Incoming:
         """Close the partial file, keeping it for a later resume."""
         if not self.file.closed:
             self.file.close()
+
+
+@functools.lru_cache(maxsize=1)
+def _hashing() -> ThreadPoolExecutor:
+    """The one thread that hashes incoming chunks, started with the first transfer."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -60,7 +60,8 @@ class CellRunner:
         self.runtime = runtime
         self.root = root
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["agent.measure", runtime.module])
+        # numpy imports numpy.ma and numpy.random lazily: preloaded, no cell pays for them.
+        self._ctx.set_forkserver_preload(["agent.measure", runtime.module, "numpy.ma", "numpy.random"])
 
     def run(self, model_path: str, spec: CellSpec, cell: Cell,
             on_start: Callable[[int], None] = lambda pid: None,

@@ -245,11 +245,14 @@ class AgentServer:
     def _receive(self) -> None:
         while True:
             try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+                raw = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             self.messages_received += 1
-            client, frames = frames[0], frames[1:]
+            # Identity, protocol and header as bytes; payloads (model chunks) as views of
+            # libzmq's buffers, written and hashed without another copy.
+            client = raw[0].bytes
+            frames = [frame.bytes for frame in raw[1:3]] + [frame.buffer for frame in raw[3:]]
             self._client(client).last_seen = time.monotonic()
             try:
                 message, payload = protocol.decode(frames)
