@@ -10,10 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib
+from agent.tomlfile import TomlFileError, read_toml
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONFIG_PATH = Path("/etc/edgebench/agent.toml")
@@ -68,12 +65,9 @@ def load(path: Optional[os.PathLike], **overrides) -> AgentConfig:
     data: dict = {}
     if path is not None:
         try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            data = read_toml(path)
+        except TomlFileError as exc:
+            raise ConfigError(str(exc)) from None
     data.update({key: value for key, value in overrides.items() if value is not None})
     try:
         return msgspec.convert(data, AgentConfig, strict=False)

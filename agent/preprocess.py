@@ -15,6 +15,7 @@ import numpy as np
 
 from agent.modelfile import TensorInfo
 from agent.schema import PreprocessSpec, TensorSummary
+from agent.tomlfile import TomlFileError, read_toml
 
 THUMBNAIL = 8
 
@@ -80,17 +81,9 @@ def parse_spec(data: dict) -> PreprocessSpec:
 def load_spec(path: str) -> PreprocessSpec:
     """Read and validate a SPEC.toml file."""
     try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise PreprocessError(f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise PreprocessError(f"{path}: not valid TOML: {exc}") from None
-    return parse_spec(data)
+        return parse_spec(read_toml(path))
+    except TomlFileError as exc:
+        raise PreprocessError(str(exc)) from None
 
 
 def check_fit(spec: PreprocessSpec, target: InputTensor) -> None:

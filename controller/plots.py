@@ -7,7 +7,6 @@ nothing to show (a run with one thread count has no thread scaling).
 from __future__ import annotations
 
 import io
-import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Optional
@@ -19,8 +18,9 @@ matplotlib.use("Agg")  # no display: figures are rendered to files
 import matplotlib.pyplot as plt
 
 from agent.schema import Cell, FamilyComparison, RunReport, VariantRow
+from controller.regress import CellKey, key_text, p50_by_cell
+from controller.variants import median_or_none
 
-CellKey = tuple[str, str, str, int]
 MAX_SERIES = 12
 
 
@@ -32,27 +32,16 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _label(key: CellKey) -> str:
-    device, model, delegate, threads = key
-    return f"{device} {model.removesuffix('.tflite')} {delegate} x{threads}"
-
-
 def _p50(cells: Sequence[Cell]) -> Optional[float]:
-    values = [c.latency_us.p50 for c in cells if c.status == "ok" and c.latency_us]
-    return statistics.median(values) if values else None
+    return median_or_none([c.latency_us.p50 for c in cells if c.status == "ok" and c.latency_us])
 
 
 def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]]) -> Optional[bytes]:
     """Median p50 of each cell over runs (oldest first); cells judged regressed are marked."""
     series: dict[CellKey, dict[int, float]] = defaultdict(dict)
     for position, run in enumerate(runs):
-        grouped: dict[CellKey, list[Cell]] = defaultdict(list)
-        for cell in run.cells:
-            grouped[(cell.device, cell.model, cell.delegate, cell.threads)].append(cell)
-        for key, cells in grouped.items():
-            value = _p50(cells)
-            if value is not None:
-                series[key][position] = value
+        for key, value in p50_by_cell(run).items():
+            series[key][position] = value
     if not series:
         return None
     keys = sorted(series, key=lambda k: -len(series[k]))[:MAX_SERIES]
@@ -61,7 +50,7 @@ def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]])
     for key in sorted(keys):
         points = sorted(series[key].items())
         ax.plot([p for p, _ in points], [v / 1000 for _, v in points], marker="o", markersize=3,
-                label=_label(key))
+                label=key_text(key))
         bad = [(p, v) for p, v in points if key in regressed.get(runs[p].run_id, set())]
         if bad:
             marked = True
@@ -110,7 +99,8 @@ def thread_scaling(run: RunReport) -> Optional[bytes]:
     fig, axes = plt.subplots(1, len(delegates), figsize=(4.5 * len(delegates), 4), squeeze=False)
     for ax, delegate in zip(axes[0], delegates):
         for (device, model), by_threads in sorted(lines[delegate].items())[:MAX_SERIES]:
-            points = sorted((n, _p50(cells)) for n, cells in by_threads.items() if _p50(cells) is not None)
+            medians = {n: _p50(cells) for n, cells in by_threads.items()}
+            points = sorted((n, value) for n, value in medians.items() if value is not None)
             if points:
                 ax.plot([n for n, _ in points], [v / 1000 for _, v in points], marker="o",
                         label=f"{device} {model.removesuffix('.tflite')}")

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
+from agent.tomlfile import TomlFileError, read_toml
 
 TRANSPORTS = ("local", "zmq", "adb")
 
@@ -113,10 +109,9 @@ def load(name: str) -> Profile:
 def parse(path: Path) -> Profile:
     """Read one profile file; relative paths inside it are relative to the file."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"{path}: {exc}") from None
+        data = read_toml(path)
+    except TomlFileError as exc:
+        raise ProfileError(str(exc)) from None
     unknown = set(data) - _KNOWN_KEYS
     if unknown:
         raise ProfileError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -184,10 +179,9 @@ def _android(path: Path, data: dict, binary: Optional[Path]) -> AndroidProfile:
 def load_fleet(path: str) -> list[str]:
     """Device names from a fleet file: `devices = ["pi4", "pi5", "pixel7"]` in TOML."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"fleet file {path}: {exc}") from None
+        data = read_toml(path)
+    except TomlFileError as exc:
+        raise ProfileError(f"fleet file: {exc}") from None
     devices = data.get("devices")
     if not isinstance(devices, list) or not devices or not all(isinstance(d, str) and d for d in devices):
         raise ProfileError(f"fleet file {path}: expected devices = [\"name\", ...] with at least one name")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from agent.schema import Cell, CellComparison, FigureChange, RegressReport, RunReport
+from controller.variants import median_or_none
 from controller.verdicts import MIN_ROUNDS, judge
 
 DEFAULT_THRESHOLD = 0.05
@@ -55,6 +56,15 @@ def cell_key(cell: Cell) -> CellKey:
     return (cell.device, cell.model, cell.delegate, cell.threads)
 
 
+def p50_by_cell(run: RunReport) -> dict[CellKey, float]:
+    """Each cell's p50 latency in a run, the median over its ok rounds."""
+    grouped: dict[CellKey, list[float]] = defaultdict(list)
+    for cell in run.cells:
+        if cell.status == "ok" and cell.latency_us:
+            grouped[cell_key(cell)].append(cell.latency_us.p50)
+    return {key: median_or_none(values) for key, values in grouped.items()}
+
+
 def key_text(key: CellKey) -> str:
     device, model, delegate, threads = key
     return f"{device} {model} {delegate} x{threads}"
@@ -72,19 +82,11 @@ def _rounds(cells: list[Cell]) -> tuple[list[Cell], int]:
     return usable, len(ok) - len(usable)
 
 
-def _median(values: list[float]) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def _figure(baseline: list[float], candidate: list[float], threshold: float, min_rounds: int,
             bigger_is_worse: bool = True) -> FigureChange:
     verdict, change = judge(baseline, candidate, threshold, min_rounds, bigger_is_worse)
     return FigureChange(
-        verdict=verdict, baseline=_median(baseline), candidate=_median(candidate),
+        verdict=verdict, baseline=median_or_none(baseline), candidate=median_or_none(candidate),
         change=change.estimate if change else None, low=change.low if change else None,
         high=change.high if change else None, threshold=threshold,
         rounds=(len(baseline), len(candidate)))

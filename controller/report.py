@@ -17,7 +17,7 @@ from typing import Optional
 from agent.schema import RunReport, to_builtins
 from controller import plots
 from controller.display import format_mb, format_us
-from controller.regress import CellKey
+from controller.regress import CellKey, cell_key, key_text, p50_by_cell
 from controller.store import ResultStore
 
 HISTORY_RUNS = 30
@@ -157,14 +157,11 @@ def render_markdown(history: History, trend: Optional[list[str]] = None) -> str:
 
 
 def _trend_rows(history: History) -> list[list[str]]:
-    keys = sorted({(c.device, c.model, c.delegate, c.threads) for c in history.run.cells})
+    """Per cell of the run, its p50 in each run of the history, regressions marked."""
+    per_run = [(run.run_id, p50_by_cell(run)) for run in history.runs]
     rows = []
-    for key in keys:
-        values = []
-        for run in history.runs:
-            p50s = sorted(c.latency_us.p50 for c in run.cells
-                          if (c.device, c.model, c.delegate, c.threads) == key and c.latency_us)
-            mark = " ⚠" if key in history.regressed.get(run.run_id, set()) else ""
-            values.append(format_us(p50s[len(p50s) // 2] if p50s else None) + mark)
-        rows.append([f"{key[0]} {key[1]} {key[2]} x{key[3]}", " → ".join(values)])
+    for key in sorted({cell_key(c) for c in history.run.cells}):
+        values = [format_us(p50s.get(key)) + (" ⚠" if key in history.regressed.get(run_id, set()) else "")
+                  for run_id, p50s in per_run]
+        rows.append([key_text(key), " → ".join(values)])
     return rows

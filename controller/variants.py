@@ -19,7 +19,8 @@ from controller.families import Family
 DEFAULT_TOLERANCE = 0.01
 
 
-def _median(values: list[float]) -> Optional[float]:
+def median_or_none(values: list[float]) -> Optional[float]:
+    """The median, or None for no values."""
     return statistics.median(values) if values else None
 
 
@@ -35,12 +36,12 @@ def rows_for(cells: list[Cell]) -> list[VariantRow]:
         rows.append(VariantRow(
             model=model, variant=first.variant, delegate=delegate, threads=threads,
             status="ok" if ok else "failed", size_bytes=first.model_size_bytes,
-            p50_us=_median([c.latency_us.p50 for c in ok]),
-            p90_us=_median([c.latency_us.p90 for c in ok]),
-            init_ms=_median([c.init_ms for c in ok if c.init_ms is not None]),
-            peak_mb=_median([c.memory_mb.peak_rss for c in ok if c.memory_mb and c.memory_mb.peak_rss]),
-            top1=_median([c.accuracy.top1 for c in ok if c.accuracy]),
-            top1_agreement=_median([c.output_diff.top1_agreement for c in ok if c.output_diff]),
+            p50_us=median_or_none([c.latency_us.p50 for c in ok]),
+            p90_us=median_or_none([c.latency_us.p90 for c in ok]),
+            init_ms=median_or_none([c.init_ms for c in ok if c.init_ms is not None]),
+            peak_mb=median_or_none([c.memory_mb.peak_rss for c in ok if c.memory_mb and c.memory_mb.peak_rss]),
+            top1=median_or_none([c.accuracy.top1 for c in ok if c.accuracy]),
+            top1_agreement=median_or_none([c.output_diff.top1_agreement for c in ok if c.output_diff]),
         ))
     return rows
 

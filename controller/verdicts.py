@@ -33,24 +33,28 @@ class Interval:
     high: float
 
 
+def _bootstrap(baseline: Sequence[float], candidate: Sequence[float], change, resamples: int,
+               confidence: float, seed: int) -> Interval:
+    """`change(baseline median, candidate median)` and its interval, resampling whole rounds."""
+    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    base_medians = np.median(rng.choice(base, size=(resamples, base.size)), axis=1)
+    cand_medians = np.median(rng.choice(cand, size=(resamples, cand.size)), axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(change(base_medians, cand_medians), [tail, 100 - tail])
+    return Interval(float(change(np.median(base), np.median(cand))), float(low), float(high))
+
+
 def ratio_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
                  confidence: float = CONFIDENCE, seed: int = 0) -> Optional[Interval]:
     """median(candidate) / median(baseline) - 1, with a bootstrap interval over rounds.
 
     For figures where bigger is worse (latency, memory). None without data on both sides
-    or with a non-positive baseline.
+    or with a non-positive value on the baseline side.
     """
-    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    if base.size == 0 or cand.size == 0 or np.median(base) <= 0:
+    if len(baseline) == 0 or len(candidate) == 0 or min(baseline) <= 0:
         return None
-    rng = np.random.default_rng(seed)
-    base_medians = np.median(rng.choice(base, size=(resamples, base.size)), axis=1)
-    cand_medians = np.median(rng.choice(cand, size=(resamples, cand.size)), axis=1)
-    valid = base_medians > 0
-    ratios = cand_medians[valid] / base_medians[valid] - 1.0
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return Interval(float(np.median(cand) / np.median(base) - 1.0), float(low), float(high))
+    return _bootstrap(baseline, candidate, lambda base, cand: cand / base - 1.0, resamples, confidence, seed)
 
 
 def difference_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
@@ -59,15 +63,9 @@ def difference_change(baseline: Sequence[float], candidate: Sequence[float], res
 
     For figures where bigger is better (accuracy as a fraction): a positive value is a loss.
     """
-    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
-    if base.size == 0 or cand.size == 0:
+    if len(baseline) == 0 or len(candidate) == 0:
         return None
-    rng = np.random.default_rng(seed)
-    losses = (np.median(rng.choice(base, size=(resamples, base.size)), axis=1)
-              - np.median(rng.choice(cand, size=(resamples, cand.size)), axis=1))
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(losses, [tail, 100 - tail])
-    return Interval(float(np.median(base) - np.median(cand)), float(low), float(high))
+    return _bootstrap(baseline, candidate, lambda base, cand: base - cand, resamples, confidence, seed)
 
 
 def classify(change: Optional[Interval], threshold: float) -> Verdict:
