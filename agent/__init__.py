@@ -1,3 +1,5 @@
 """edgebench agent: measures LiteRT models on the device it runs on."""
 
-__version__ = "0.1.0"
+from agent.wire.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from agent.android.binary import BinaryFormatError, check_program
-from agent.dataset import DatasetError, check_bundle
-from agent.modelfile import ModelFormatError, check_identifier
+from agent.formats.binary import BinaryFormatError, check_program
+from agent.formats.dataset import DatasetError, check_bundle
+from agent.formats.modelfile import ModelFormatError, check_identifier
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # Each kind of blob: its file suffix, and the check its first chunk must pass.
 KINDS = {"model": (".tflite", check_identifier), "dataset": (".dataset", check_bundle),
          "binary": (".bin", check_program)}
@@ -35,7 +35,7 @@ class TransferError(ValueError):
 
 def check_sha256(sha256: str) -> str:
     """`sha256` if it is 64 lowercase hex digits; names never become paths otherwise."""
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise TransferError(f"invalid model id {sha256[:80]!r}: expected a sha256 hex digest")
     return sha256
 
@@ -58,6 +58,7 @@ class ModelCache:
                 self._pins[sha256] = self._pins.get(sha256, 0) + 1
 
     def unpin(self, sha256s: Iterable[str]) -> None:
+        """Release models pinned for a job so that the quota may evict them again."""
         with self._pins_lock:
             for sha256 in sha256s:
                 count = self._pins.get(sha256, 0) - 1
@@ -102,9 +103,11 @@ class ModelCache:
         return evicted
 
     def path(self, sha256: str, kind: str = "model") -> Path:
+        """Where a blob of `kind` with this sha256 is (or would be) kept."""
         return self.directory / f"{check_sha256(sha256)}{KINDS[kind][0]}"
 
     def has(self, sha256: str, kind: str = "model") -> bool:
+        """True when a complete blob of `kind` with this sha256 is cached."""
         path = self.path(sha256, kind)
         if path.exists():
             os.utime(path)  # recency, for eviction by least recent use

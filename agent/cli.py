@@ -13,11 +13,13 @@ from typing import Optional
 import msgspec
 import zmq
 
-from agent import auth, config, service
-from agent.facts import facts_lines, read_facts
+from agent import __version__, config, service
+from agent.facts import read_facts
+from agent.formats.facts_text import facts_lines
 from agent.notify import Notifier
-from agent.protocol import READY_PREFIX
 from agent.server import AgentServer
+from agent.wire import keys as key_files
+from agent.wire.protocol import READY_PREFIX
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server = AgentServer(settings, notifier)
         endpoint = server.bind()
-    except (config.ConfigError, auth.KeyFileError, OSError) as exc:
+    except (config.ConfigError, key_files.KeyFileError, OSError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     except zmq.ZMQError as exc:  # a malformed or busy endpoint
@@ -64,8 +66,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _keys_generate(args: argparse.Namespace) -> int:
     try:
-        public, secret = auth.generate(args.dir, args.name, overwrite=args.force)
-    except (auth.KeyFileError, OSError) as exc:
+        public, secret = key_files.generate(args.dir, args.name, overwrite=args.force)
+    except (key_files.KeyFileError, OSError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return 2
     print(f"public key: {public}  (give this file to controllers as the profile's server_public_key)")
@@ -100,7 +102,9 @@ def _install_service(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `agent` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="agent", description="edgebench device agent")
+    parser.add_argument("--version", action="version", version=f"edgebench agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve controllers (the long-running agent)")
@@ -154,6 +158,7 @@ def _children_skip_the_launcher() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the `agent` command line; returns the exit status."""
     _children_skip_the_launcher()
     args = build_parser().parse_args(argv)
     return args.func(args)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from agent.tomlfile import TomlFileError, read_toml
+from agent.formats.tomlfile import TomlFileError, read_toml
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEFAULT_CONFIG_PATH = Path("/etc/edgebench/agent.toml")
@@ -22,7 +22,7 @@ class ConfigError(ValueError):
 
 
 class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Every `agent.toml` setting (CONTRACT "Agent configuration")."""
+    """Every `agent.toml` setting (docs/contract.md, "Agent configuration")."""
 
     bind: str = DEFAULT_BIND
     data_dir: Optional[str] = None

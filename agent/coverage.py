@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from agent.schema import DelegateCoverage
+from agent.wire.records import DelegateCoverage
 
 
 def coverage(ops: list[dict], graph_outputs: set[int]) -> Optional[DelegateCoverage]:

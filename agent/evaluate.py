@@ -15,11 +15,11 @@ from typing import Optional
 
 import numpy as np
 
-from agent.dataset import Bundle, DatasetError
+from agent.formats.dataset import Bundle, DatasetError
+from agent.formats.preprocess import InputTensor, PreprocessError, dequantize, preprocess_image, quantize, summarize
 from agent.inputs import random_tensor
-from agent.preprocess import InputTensor, PreprocessError, dequantize, preprocess_image, quantize, summarize
-from agent.protocol import CellSpec, Evaluation
-from agent.schema import Accuracy
+from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.records import Accuracy
 
 RANDOM_SAMPLES = 16
 

@@ -16,7 +16,7 @@ import msgspec
 
 from agent import runtime as runtimes
 from agent import throttle
-from agent.schema import CpuFacts, CpuPolicy, DeviceState, Facts
+from agent.wire.records import CpuFacts, CpuPolicy, DeviceState, Facts
 
 # ARM "CPU part" numbers of the cores edge devices ship with.
 ARM_PARTS = {
@@ -35,9 +35,11 @@ class SysRoot:
         self.root = root
 
     def path(self, path: str) -> str:
+        """`path` (absolute on the device) under this root."""
         return os.path.join(self.root, path.lstrip("/"))
 
     def read(self, path: str) -> Optional[str]:
+        """The stripped text of a file under the root, or None when unreadable."""
         try:
             with open(self.path(path), "rb") as f:
                 return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
@@ -45,6 +47,7 @@ class SysRoot:
             return None
 
     def read_int(self, path: str) -> Optional[int]:
+        """A file under the root read as an integer, or None."""
         text = self.read(path)
         try:
             return int(text) if text is not None else None
@@ -76,26 +79,6 @@ def read_facts(root: str = "/") -> Facts:
         temp_c=temp_c if temp_c is not None else throttle.read_soc_temp_c(),
         throttled=throttle.read_throttled(),
     )
-
-
-def facts_lines(facts: Facts) -> list[str]:
-    """Facts as aligned `key  value` lines for a terminal."""
-    lines = []
-    for key, value in msgspec.to_builtins(facts).items():
-        if isinstance(value, dict):
-            policies = value.pop("policies", [])
-            lines.append(f"{key:16} " + ", ".join(f"{k}={v}" for k, v in value.items()))
-            lines += [f"{'':16} cpus {_cpu_list(p['cpus'])}: {p['model'] or '?'}, "
-                      f"{p['min_freq_mhz'] or '?'}-{p['max_freq_mhz'] or '?'} MHz (now {p['cur_freq_mhz'] or '?'}), "
-                      f"governor {p['governor'] or '?'}" for p in policies]
-        else:
-            lines.append(f"{key:16} {value}")
-    return lines
-
-
-def _cpu_list(cpus: list[int]) -> str:
-    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 and cpus == list(range(cpus[0], cpus[-1] + 1)) else \
-        ",".join(map(str, cpus))
 
 
 def read_state(sys_root: SysRoot) -> DeviceState:

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from agent.modelfile import read_model_file
+from agent.formats.modelfile import read_model_file
 
 PRECISIONS = ("fp16", "fp32")
 
@@ -57,26 +57,32 @@ class CompiledModelRunner:
         self._results: list[Optional[np.ndarray]] = [None] * len(self._outputs)
 
     def fully_accelerated(self) -> bool:
+        """True when the accelerator took the whole graph."""
         return bool(self._model.is_fully_accelerated())
 
     def allocate_tensors(self) -> None:
         """Buffers are created with the model; nothing left to allocate."""
 
     def get_input_details(self) -> list[dict]:
+        """Input tensors in the Interpreter's `get_input_details` shape."""
         return self._inputs
 
     def get_output_details(self) -> list[dict]:
+        """Output tensors in the Interpreter's `get_output_details` shape."""
         return self._outputs
 
     def set_tensor(self, index: int, value: np.ndarray) -> None:
+        """Copy `value` into input buffer `index`."""
         self._in_buffers[_position(self._inputs, index)].write(np.ascontiguousarray(value))
 
     def invoke(self) -> None:
+        """Run the model on the accelerator (returns before the GPU has finished)."""
         self._model.run_by_index(0, self._in_buffers, self._out_buffers)
         for i, (detail, buffer) in enumerate(zip(self._outputs, self._out_buffers)):
             self._results[i] = buffer.read(int(np.prod(detail["shape"])), detail["dtype"])
 
     def get_tensor(self, index: int) -> np.ndarray:
+        """Output `index`, read back from the GPU (waits for the work to finish)."""
         position = _position(self._outputs, index)
         result = self._results[position]
         if result is None:

@@ -18,9 +18,9 @@ from typing import Callable, Optional, Union
 import msgspec
 
 from agent.facts import SysRoot
-from agent.protocol import CellSpec, Evaluation
 from agent.runtime import Runtime
-from agent.schema import Cell
+from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.records import Cell
 
 # Time a cell may take beyond its `max_secs` (model load, init, first inference).
 INIT_ALLOWANCE_S = 120.0

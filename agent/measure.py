@@ -20,9 +20,10 @@ from agent.evaluate import evaluate
 from agent.facts import SysRoot, finish_state, read_state
 from agent.gpu import CompiledModelRunner
 from agent.inputs import random_inputs
-from agent.protocol import CellSpec, Evaluation
 from agent.runtime import DelegateError, Runtime, first_line, make_interpreter
-from agent.schema import Cell, DelegateCoverage, MemoryMB, WarmupStats
+from agent.wire.delegates import recipe_of
+from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.records import Cell, DelegateCoverage, MemoryMB, WarmupStats
 
 Report = Callable[[Cell], None]
 
@@ -87,7 +88,7 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
             delegate_coverage=delegate_coverage(interpreter),
         )
         report(cell)
-        if spec.require_full_delegation and spec.delegate != "cpu" and not (
+        if spec.require_full_delegation and recipe_of(spec.delegate) != "kernels" and not (
                 cell.delegate_coverage and cell.delegate_coverage.full):
             taken = cell.delegate_coverage
             detail = (f"{taken.delegated_nodes} of {taken.total_nodes} nodes" if taken and taken.delegated_nodes

@@ -28,6 +28,7 @@ class Notifier:
 
     @property
     def enabled(self) -> bool:
+        """True when systemd gave this process a notification socket."""
         return self._socket is not None
 
     def send(self, *lines: str) -> bool:
@@ -41,18 +42,23 @@ class Notifier:
         return True
 
     def ready(self, status: str = "") -> bool:
+        """Tell systemd the service is ready (Type=notify)."""
         return self.send("READY=1", *([f"STATUS={status}"] if status else []))
 
     def watchdog(self) -> bool:
+        """Pet systemd's watchdog."""
         return self.send("WATCHDOG=1")
 
     def stopping(self) -> bool:
+        """Tell systemd the service is stopping."""
         return self.send("STOPPING=1")
 
     def reloading(self) -> bool:
+        """Tell systemd the service is reloading its configuration."""
         return self.send("RELOADING=1")
 
     def close(self) -> None:
+        """Close the notification socket."""
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.close()

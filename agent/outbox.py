@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 import msgspec
 
-from agent.protocol import CellDone, JobDone, RunJob
+from agent.wire.protocol import CellDone, JobDone, RunJob
 
 log = logging.getLogger("edgebench.agent")
 

@@ -15,10 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-# The delegates every CPU runtime offers: plain interpreter kernels, and XNNPACK.
-CPU_DELEGATES = ("cpu", "xnnpack")
-# LiteRT's own GPU accelerator, through its CompiledModel API (ai-edge-litert only).
-GPU_DELEGATE = "litert-gpu"
+from agent.wire.delegates import CPU_DELEGATES, GPU_DELEGATE, recipe_of
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,8 @@ def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: 
     `cpu` and `xnnpack` are interpreters with XNNPACK off and on; `litert-gpu` is LiteRT's
     GPU accelerator; any other name needs `library`, loaded with `load_delegate`.
     """
-    if delegate == GPU_DELEGATE:
+    recipe = recipe_of(delegate)
+    if recipe == "compiled-gpu":
         if runtime.name != "ai-edge-litert":
             raise DelegateError(f"{GPU_DELEGATE} needs ai-edge-litert, this agent has {runtime.name}")
         from agent.gpu import CompiledModelRunner, GpuUnavailable
@@ -99,9 +97,9 @@ def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: 
         return model, (time.perf_counter_ns() - start) / 1e6
     module = importlib.import_module(runtime.module)
     delegates, delegate_ms = [], None
-    if delegate == "cpu":
+    if recipe == "kernels":
         resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    elif delegate == "xnnpack":
+    elif recipe == "xnnpack":
         resolver = module.OpResolverType.AUTO
     elif library:
         # Only the named delegate: XNNPACK would otherwise take nodes first.

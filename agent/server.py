@@ -21,18 +21,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import msgspec
 import zmq
 
-from agent import __version__, protocol, validate
+from agent import __version__
 from agent import runtime as runtimes
-from agent.auth import ZAP_DOMAIN, ZapHandler, load_secret
 from agent.cache import Incoming, ModelCache, TransferError
-from agent.config import AgentConfig, ConfigError, is_loopback_endpoint
+from agent.config import AgentConfig
 from agent.facts import read_facts
-from agent.jobs import JobRunner, delegates_offered
+from agent.jobs import JobRunner
 from agent.notify import Notifier
 from agent.outbox import Outbox
-from agent.protocol import (
+from agent.wire import protocol
+from agent.wire.keys import load_secret
+from agent.wire.protocol import (
     Ack,
     CellDone,
     CellStarted,
@@ -52,8 +54,7 @@ from agent.protocol import (
     RunJob,
     Welcome,
 )
-
-__all__ = ["AgentConfig", "AgentServer", "ConfigError", "is_loopback_endpoint"]
+from agent.zap import ZAP_DOMAIN, ZapHandler
 
 log = logging.getLogger("edgebench.agent")
 
@@ -64,6 +65,19 @@ MAX_TRANSFERS = 4
 CLIENT_IDLE_S = 300.0
 # libzmq's own heartbeat on every connection: a dead peer is noticed even mid-transfer.
 ZMQ_HEARTBEAT_MS = 10_000
+
+
+class _Route(msgspec.Struct, array_like=True):
+    """How the loop routes a message the job thread hands it over inproc: to the controller
+    that claimed `job_id` (else to `asker`); `done` ends the job and unpins its models."""
+
+    asker: bytes
+    job_id: str
+    done: bool
+
+
+_route_encoder = msgspec.msgpack.Encoder()
+_route_decoder = msgspec.msgpack.Decoder(_Route)
 
 
 @dataclass
@@ -234,13 +248,13 @@ class AgentServer:
                 frames = self._results.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            asker, job_id, kind = frames[0], frames[1].decode(), frames[2]
-            if kind == b"done":
-                self.cache.unpin(self._job_models.pop(job_id, []))
+            route = _route_decoder.decode(frames[0])
+            if route.done:
+                self.cache.unpin(self._job_models.pop(route.job_id, []))
             # Job messages go to whoever claimed the job last; other replies to who asked.
-            client = self._job_clients.get(job_id) if job_id else asker
+            client = self._job_clients.get(route.job_id) if route.job_id else route.asker
             if client is not None:  # else kept in the outbox until a controller claims the job
-                self._router.send_multipart([client, *frames[3:]])
+                self._router.send_multipart([client, *frames[1:]])
 
     def _receive(self) -> None:
         while True:
@@ -256,7 +270,7 @@ class AgentServer:
             self._client(client).last_seen = time.monotonic()
             try:
                 message, payload = protocol.decode(frames)
-                bad = validate.problem(message, payload)
+                bad = protocol.problem(message, payload)
             except protocol.ProtocolError as exc:
                 log.warning("client %s: %s", client.hex(), exc)
                 self._reply(client, Error(message=str(exc)))
@@ -293,9 +307,8 @@ class AgentServer:
         if sock is None:
             sock = self._local.push = self._ctx.socket(zmq.PUSH)
             sock.connect(_RESULTS)
-        kind = b"done" if isinstance(message, JobDone) else b""
-        job_id = getattr(message, "job_id", "")
-        sock.send_multipart([client, job_id.encode(), kind, *protocol.encode(message)])
+        route = _Route(asker=client, job_id=getattr(message, "job_id", ""), done=isinstance(message, JobDone))
+        sock.send_multipart([_route_encoder.encode(route), *protocol.encode(message)])
 
     def _client(self, client: bytes) -> _Client:
         return self._clients.setdefault(client, _Client())
@@ -315,7 +328,7 @@ class AgentServer:
             agent_version=__version__, minor=protocol.MINOR,
             runtime=self.runtime.name if self.runtime else None,
             runtime_version=self.runtime.version if self.runtime else None,
-            delegates=delegates_offered(self.runtime), facts=self.facts,
+            delegates=runtimes.builtin_delegates(self.runtime), facts=self.facts,
         ))
 
     def _on_ping(self, client: bytes, message: Ping, payload: list) -> None:

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import auth
 from agent.config import default_config_text
+from agent.wire import keys as key_files
 
 UNIT_NAME = "edgebench-agent.service"
 UNIT_PATH = Path("/etc/systemd/system") / UNIT_NAME
@@ -144,7 +144,7 @@ def install(options: ServiceOptions, unit_path: Path) -> Iterator[str]:
     yield f"directories: {config_dir}, {allowed_dir}, {options.data_dir}"
     secret = config_dir / "agent.key_secret"
     if not secret.exists():
-        auth.generate(config_dir, "agent")
+        key_files.generate(config_dir, "agent")
         yield f"agent key pair: {config_dir / 'agent.key'} (public), {secret}"
     os.chown(secret, 0, gid)  # readable by the service's group only
     os.chmod(secret, 0o640)

@@ -7,10 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from agent.schema import LatencyStats
-
-# A cell whose invokes vary more than this (std / mean) is reported as unstable.
-UNSTABLE_CV = 0.10
+from agent.wire.records import UNSTABLE_CV, LatencyStats
 
 
 def latency_stats(samples_ns: Sequence[int]) -> Optional[LatencyStats]:

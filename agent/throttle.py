@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import Optional
 
-from agent.schema import Throttled
+from agent.wire.records import Throttled
 
 # Bit -> flag name; the same four conditions are reported now (bits 0-3) and since boot (16-19).
 FLAGS = {0: "under-voltage", 1: "frequency-capped", 2: "throttled", 3: "soft-temp-limit"}

@@ -28,9 +28,9 @@ from common import DIGITS, Figure, cell_spec, push, run_cells, scratch, serving,
 
 from agent.isolation import CellRunner
 from agent.jobs import cell_template
-from agent.protocol import CellSpec
 from agent.runtime import require
-from agent.schema import Cell, Settings
+from agent.wire.protocol import CellSpec
+from agent.wire.records import Cell, Settings
 from controller.client import AgentClient
 from controller.local_agent import LocalAgent
 from controller.models import ModelSource

@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 import psutil
 
-from agent.protocol import READY_PREFIX, CellDone, CellSpec
-from agent.schema import Cell, Settings
+from agent.wire.protocol import READY_PREFIX, CellDone, CellSpec
+from agent.wire.records import Cell, Settings
 from controller.client import AgentClient
 from controller.local_agent import START_TIMEOUT_S, STOP_TIMEOUT_S, LocalAgent, read_line
 from controller.models import ModelSource, load

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent.schema import Settings  # noqa: E402
-from controller.regress import Thresholds, compare, parse_percent  # noqa: E402
+from agent.wire.records import Settings  # noqa: E402
+from controller.analysis.regress import Thresholds, compare, parse_percent  # noqa: E402
 from controller.runner import RunRequest, run  # noqa: E402
 from controller.store import ResultStore  # noqa: E402
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 from common import DIGITS_INT8, Figure, scratch, self_cpu_seconds
 
-from agent.schema import RunReport, Settings
+from agent.wire.records import Settings
 from controller.local_agent import LocalAgent
+from controller.records import RunReport
 from controller.runner import RunRequest
 from controller.runner import run as run_request
 from controller.store import ResultStore

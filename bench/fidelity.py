@@ -41,8 +41,8 @@ from common import (
 
 from agent.inputs import random_inputs
 from agent.runtime import detect, make_interpreter
-from agent.schema import LatencyStats, Settings
 from agent.stats import latency_stats
+from agent.wire.records import LatencyStats, Settings
 from controller.client import AgentClient
 from controller.models import ModelSource
 

@@ -44,10 +44,10 @@ from common import (
     source,
 )
 
-from agent import protocol
-from agent.protocol import Ping
-from agent.schema import Settings
 from agent.server import ZMQ_HEARTBEAT_MS
+from agent.wire import protocol
+from agent.wire.protocol import Ping
+from agent.wire.records import Settings
 from controller.client import HEARTBEAT_S, AgentClient
 from controller.local_agent import START_TIMEOUT_S, LocalAgent
 

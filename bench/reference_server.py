@@ -14,8 +14,8 @@ import time
 
 import zmq
 
-from agent import protocol
-from agent.protocol import READY_PREFIX, Ping, Pong
+from agent.wire import protocol
+from agent.wire.protocol import READY_PREFIX, Ping, Pong
 
 
 def serve(heartbeat_ms: int, lifetime_s: float) -> None:

@@ -47,7 +47,7 @@ from common import (
 )
 
 from agent.cache import ModelCache
-from agent.protocol import CHUNK_SIZE
+from agent.wire.protocol import CHUNK_SIZE
 from controller.client import AgentClient
 from controller.models import ModelSource
 

@@ -1,3 +1,5 @@
 """edgebench controller: pushes models to agents, runs the matrix, keeps the history."""
 
-__version__ = "0.1.0"
+from agent.wire.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -1,3 +1,5 @@
+"""`python -m controller`: the same as the `controller` command."""
+
 from controller.cli import main
 
 raise SystemExit(main())

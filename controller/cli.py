@@ -1,24 +1,49 @@
-"""`controller` command line: parses arguments and hands off to one module per command."""
+"""`controller` command line: parses arguments and hands off to one module per command.
+
+Only the chosen command's module is imported, so `controller --help` and light commands
+such as `report` never load ZeroMQ, matplotlib or the run engine.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from typing import Optional
 
-from controller.commands import devices, import_log, info, keys, preprocess, quantize, regress, report, run
+from controller import __version__
 
-COMMANDS = (run, regress, report, info, devices, preprocess, quantize, keys, import_log)
+# Command name -> (module under controller.commands, one-line help).
+COMMANDS = {
+    "run": ("run", "benchmark models on one or more devices"),
+    "regress": ("regress", "compare a candidate run with a baseline, cell by cell"),
+    "report": ("report", "show a stored run and its history (HTML, Markdown, CSV)"),
+    "info": ("info", "device facts as the agent reads them"),
+    "devices": ("devices", "profiles found and whether each device answers"),
+    "preprocess": ("preprocess", "write the input tensor a preprocessing spec makes of an image"),
+    "quantize": ("quantize", "convert a SavedModel or Keras model into fp32/fp16/dynamic/int8"),
+    "keys": ("keys", "CURVE key pairs"),
+    "import-log": ("import_log", "store a benchmark_model console log as a result"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The `controller` parser; `command`'s own flags are added when it is named (all when None)."""
     parser = argparse.ArgumentParser(
         prog="controller", description="edgebench: benchmark LiteRT models on edge devices")
+    parser.add_argument("--version", action="version", version=f"edgebench controller {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
-        command.register(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command is None or name == command:
+            importlib.import_module(f"controller.commands.{module}").register(sub, name, help_text)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the `controller` command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), "")
+    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
     return args.func(args)

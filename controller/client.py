@@ -10,8 +10,8 @@ from typing import Callable, NamedTuple, Optional
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from agent import protocol
-from agent.protocol import (
+from agent.wire import protocol
+from agent.wire.protocol import (
     Ack,
     AndroidTarget,
     CellDone,
@@ -34,7 +34,7 @@ from agent.protocol import (
     RunJob,
     Welcome,
 )
-from agent.schema import Facts
+from agent.wire.records import Facts
 from controller import __version__
 
 _CONNECTION_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -62,7 +62,7 @@ class CurveKeys(NamedTuple):
 
 def load_curve_keys(server_public_key: os.PathLike, client_secret_key: os.PathLike) -> CurveKeys:
     """The keys for a CURVE connection, from pyzmq certificate files."""
-    from agent.auth import load_public, load_secret
+    from agent.wire.keys import load_public, load_secret
 
     public, secret = load_secret(client_secret_key)
     return CurveKeys(server_public=load_public(server_public_key), public=public, secret=secret)
@@ -96,6 +96,7 @@ class AgentClient:
         self._ping_seq = 0
 
     def close(self) -> None:
+        """Close the connection."""
         self._socket.disable_monitor()
         self._monitor.close()
         self._socket.close()

@@ -18,8 +18,8 @@ from typing import Optional
 import msgspec
 import numpy as np
 
-from agent.dataset import Bundle, DatasetIndex, scan, write_bundle
-from agent.preprocess import (
+from agent.formats.dataset import Bundle, DatasetIndex, scan, write_bundle
+from agent.formats.preprocess import (
     InputTensor,
     PreprocessError,
     check_fit,
@@ -28,9 +28,9 @@ from agent.preprocess import (
     summarize,
     summary_difference,
 )
-from agent.protocol import Evaluation
-from agent.runtime import CPU_DELEGATES
-from agent.schema import Cell, OutputDiff, PreprocessParity, PreprocessSpec, TensorSummary
+from agent.wire.delegates import CPU_DELEGATES
+from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.records import Cell, OutputDiff, PreprocessParity, PreprocessSpec, TensorSummary
 from controller.families import Family
 from controller.models import ModelSource
 
@@ -162,16 +162,13 @@ class RunEvaluation:
         refs = {r.sha256 for r in self._reference_of.values() if r}
         return [s for s in sources if s.sha256 in refs] + [s for s in sources if s.sha256 not in refs]
 
-    def cell_fields(self, source: ModelSource) -> dict:
-        """The CellSpec evaluation fields for this model."""
+    def cell_spec(self, spec: CellSpec, source: ModelSource) -> CellSpec:
+        """`spec` with this model's evaluation: outputs wanted, and the dataset to use."""
         on_dataset = source.sha256 in self._on_dataset
         wanted = on_dataset or source.sha256 in self._reference_of or self.accelerators
-        return {
-            "evaluate": wanted,
-            "dataset_sha256": self.dataset.sha256 if on_dataset else None,
-            "preprocess": self.spec if on_dataset else None,
-            "parity_samples": self._parity if on_dataset else [],
-        }
+        return msgspec.structs.replace(
+            spec, evaluate=wanted, dataset_sha256=self.dataset.sha256 if on_dataset else None,
+            preprocess=self.spec if on_dataset else None, parity_samples=self._parity if on_dataset else [])
 
     def complete(self, source: ModelSource, cell: Cell,
                  evaluation: Optional[Evaluation]) -> tuple[Cell, list[str]]:
@@ -211,7 +208,7 @@ class RunEvaluation:
 
     def _cpu_outputs(self, cell: Cell, sha256: str) -> Optional[tuple[str, Evaluation]]:
         """The same model's outputs on a CPU delegate (plain kernels preferred) on this device."""
-        for delegate in ("cpu", "xnnpack"):
+        for delegate in CPU_DELEGATES:
             for key, evaluation in self._outputs.items():
                 if key[:3] == (cell.device, sha256, delegate):
                     return delegate, evaluation

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from agent.modelfile import ModelInfo
+from agent.formats.modelfile import ModelInfo
 from controller.models import ModelSource
 
 _SUFFIX = re.compile(
@@ -27,6 +27,8 @@ class FamilyError(ValueError):
 
 @dataclass(frozen=True)
 class Family:
+    """Variants of one model (fp32, fp16, dynamic, int8) compared side by side."""
+
     name: str
     members: tuple[ModelSource, ...]
     reference: Optional[ModelSource]

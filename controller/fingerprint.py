@@ -13,7 +13,7 @@ from typing import Optional
 
 import msgspec
 
-from agent.schema import Cell, Facts
+from agent.wire.records import Cell, Facts
 
 
 def _digest(value: object) -> str:

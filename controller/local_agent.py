@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
-from agent.protocol import READY_PREFIX
+from agent.wire.protocol import READY_PREFIX
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0

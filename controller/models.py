@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from agent.modelfile import ModelFormatError, ModelInfo, read_model
+from agent.formats.modelfile import ModelFormatError, ModelInfo, read_model
 
 _GLOB_CHARS = set("*?[")
 
@@ -26,6 +26,7 @@ class ModelSource:
 
     @property
     def variant(self) -> Optional[str]:
+        """The variant the file name or its tensors reveal, or None."""
         return self.info.variant
 
 

@@ -11,11 +11,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
-from agent.android.device_facts import RUNTIME
-from agent.protocol import AndroidTarget, Welcome
-from agent.schema import DeviceInfo
+from agent.formats.benchmark_log import RUNTIME
+from agent.wire.protocol import AndroidTarget, Welcome
 from controller.client import AgentClient, AgentError
 from controller.profiles import AndroidProfile
+from controller.records import DeviceInfo
 
 
 @dataclass

@@ -9,7 +9,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-from agent.tomlfile import TomlFileError, read_toml
+import msgspec
+
+from agent.formats.tomlfile import TomlFileError, read_toml
+from agent.wire.protocol import CellSpec
 
 TRANSPORTS = ("local", "zmq", "adb")
 
@@ -26,6 +29,8 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class Thermal:
+    """The profile's cooldown discipline before each cell."""
+
     cooldown_below_c: Optional[float] = None
     max_cooldown_s: float = 300.0
 
@@ -60,19 +65,16 @@ class Profile:
     cpu_affinity: list[int] = field(default_factory=list)
     governor: Optional[str] = None
 
-    def cell_fields(self, delegate: str, require_full_delegation: bool = False) -> dict:
-        """What a cell of `delegate` on this device needs beyond the matrix settings:
-        the delegate's library and options, the cores to pin to, the cooldown."""
-        options = dict(self.delegate_options.get(delegate, {}))
+    def cell_spec(self, spec: CellSpec, require_full_delegation: bool = False) -> CellSpec:
+        """`spec` with what a cell on this device needs beyond the matrix settings: the
+        delegate's library and options, the cores to pin to, the cooldown."""
+        options = dict(self.delegate_options.get(spec.delegate, {}))
         library = options.pop("library", None)
-        return {
-            "delegate_library": str(library) if library else None,
-            "delegate_options": {str(k): str(v) for k, v in options.items()},
-            "require_full_delegation": require_full_delegation,
-            "cpu_affinity": list(self.cpu_affinity),
-            "cooldown_below_c": self.thermal.cooldown_below_c,
-            "max_cooldown_s": self.thermal.max_cooldown_s,
-        }
+        return msgspec.structs.replace(
+            spec, delegate_library=str(library) if library else None,
+            delegate_options={str(k): str(v) for k, v in options.items()},
+            require_full_delegation=require_full_delegation, cpu_affinity=list(self.cpu_affinity),
+            cooldown_below_c=self.thermal.cooldown_below_c, max_cooldown_s=self.thermal.max_cooldown_s)
 
 
 def search_dirs() -> list[Path]:

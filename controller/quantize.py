@@ -15,9 +15,9 @@ from typing import Optional
 
 import numpy as np
 
-from agent.dataset import scan
-from agent.preprocess import InputTensor, PreprocessError, preprocess_image
-from agent.schema import PreprocessSpec
+from agent.formats.dataset import scan
+from agent.formats.preprocess import InputTensor, PreprocessError, preprocess_image
+from agent.wire.records import PreprocessSpec
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8")
 CALIBRATION_IMAGES = 200

@@ -1,7 +1,7 @@
 """The results history: runs, the devices they measured and their cells, in SQLite.
 
 Each cell is committed in its own transaction as it arrives, so an interrupted run
-keeps everything measured until then. Cells are stored whole as JSON (the CONTRACT
+keeps everything measured until then. Cells are stored whole as JSON (the docs/contract.md
 shape) next to the columns queries filter on.
 """
 
@@ -15,7 +15,8 @@ from typing import Optional
 
 import msgspec
 
-from agent.schema import Cell, DeviceInfo, FamilyComparison, RegressReport, RunReport, Transfer
+from agent.wire.records import Cell
+from controller.records import DeviceInfo, FamilyComparison, RegressReport, RunReport, Transfer
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -114,6 +115,7 @@ class ResultStore:
             self._db.execute("CREATE INDEX IF NOT EXISTS cells_by_fingerprint ON cells(fingerprint)")
 
     def close(self) -> None:
+        """Close the database."""
         self._db.close()
 
     def __enter__(self) -> ResultStore:
@@ -132,6 +134,7 @@ class ResultStore:
 
     @_locked
     def add_device(self, run_id: str, device: str, info: DeviceInfo) -> None:
+        """Record a device's facts for a run."""
         with self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO run_devices (run_id, device, info) VALUES (?, ?, ?)",
@@ -167,6 +170,7 @@ class ResultStore:
 
     @_locked
     def load_request(self, run_id: str) -> Optional[str]:
+        """The request a run was started with (JSON), for `--resume`."""
         row = self._db.execute("SELECT request FROM run_requests WHERE run_id = ?", (run_id,)).fetchone()
         return row[0] if row else None
 
@@ -179,6 +183,7 @@ class ResultStore:
 
     @_locked
     def job(self, run_id: str, device: str) -> Optional[str]:
+        """The agent job id of a run's device, or None."""
         row = self._db.execute("SELECT job_id FROM run_jobs WHERE run_id = ? AND device = ?",
                                (run_id, device)).fetchone()
         return row[0] if row else None

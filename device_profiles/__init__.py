@@ -1,0 +1,1 @@
+"""Device profiles shipped with edgebench: one TOML file per device kind."""

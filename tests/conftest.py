@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from controller.local_agent import LocalAgent
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_MODELS = ROOT / "examples" / "models"
-FIXTURE_MODELS = ROOT / "tests" / "fixtures" / "models"
-
-# Measuring settings that keep cells short: tests check behaviour, not speed.
-QUICK = ["--warmup-runs", "1", "--warmup-min-secs", "0", "--num-runs", "5", "--min-secs", "0"]
+from tests.support import EXAMPLE_MODELS
 
 
 @pytest.fixture
@@ -39,17 +28,3 @@ def agent(tmp_path):
     """A real agent process on a loopback port, stopped after the test."""
     with LocalAgent(tmp_path / "agent") as running:
         yield running
-
-
-def controller(*args: str, db=None, env=None) -> subprocess.CompletedProcess:
-    """`controller ARGS [--db DB]` as a real process."""
-    db_args = ["--db", str(db)] if db is not None else []
-    return subprocess.run([sys.executable, "-m", "controller", *args, *db_args],
-                          check=False, capture_output=True, text=True, timeout=600, env=env)
-
-
-def run_json(*args: str, db) -> dict:
-    """A quick `controller run --device local ... --json`, which must succeed."""
-    result = controller("run", "--device", "local", *QUICK, *args, "--json", db=db)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)

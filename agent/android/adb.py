@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from agent.protocol import AndroidTarget
+from agent.wire.protocol import AndroidTarget
 
 EXIT_MARKER = "__EDGEBENCH_EXIT__"
 _EXIT_LINE = re.compile(r"^" + EXIT_MARKER + r"=(\d+)\s*$", re.MULTILINE)
@@ -127,6 +127,7 @@ class Phone:
             raise AdbUnavailable(f"USB adb needs adb-shell[usb] (libusb1) on the agent: {exc}") from None
 
     def close(self) -> None:
+        """Close the connection to the phone."""
         if self._device is not None:
             with contextlib.suppress(*_adb_failures()):  # a dead connection is gone either way
                 self._device.close()
@@ -134,6 +135,7 @@ class Phone:
 
     @property
     def connected(self) -> bool:
+        """True while the ADB connection is open."""
         return self._device is not None and bool(self._device.available)
 
     def shell(self, command: str, timeout_s: float = 30.0) -> ShellResult:

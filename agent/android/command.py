@@ -5,16 +5,9 @@ from __future__ import annotations
 import shlex
 from typing import Optional
 
-from agent.protocol import CellSpec
+from agent.wire.delegates import BENCHMARK_MODEL_DELEGATES, DELEGATES
+from agent.wire.protocol import CellSpec
 
-# Flags that pick the cell's delegate; each cell uses exactly one.
-DELEGATE_FLAGS = {
-    "cpu": ["--use_xnnpack=false"],
-    "xnnpack": ["--use_xnnpack=true"],
-    "gpu": ["--use_gpu=true", "--use_xnnpack=false"],
-    "nnapi": ["--use_nnapi=true", "--use_xnnpack=false"],
-    "hexagon": ["--use_hexagon=true", "--use_xnnpack=false"],
-}
 # Seconds `timeout` waits after SIGTERM before SIGKILL.
 KILL_AFTER_S = 5
 
@@ -29,14 +22,13 @@ def _number(value: float) -> str:
 
 def benchmark_flags(spec: CellSpec, model_path: str) -> list[str]:
     """benchmark_model flags for the cell: graph, threads, delegate and run control."""
-    if spec.delegate not in DELEGATE_FLAGS:
-        raise UnsupportedCell(
-            f"delegate {spec.delegate!r} cannot be run with benchmark_model ({', '.join(DELEGATE_FLAGS)})")
-    if spec.threads < 1:
-        raise UnsupportedCell(f"invalid thread count {spec.threads}")
+    flags = DELEGATES[spec.delegate].benchmark_flags if spec.delegate in DELEGATES else None
+    if not flags:
+        raise UnsupportedCell(f"delegate {spec.delegate!r} cannot be run with benchmark_model "
+                              f"({', '.join(BENCHMARK_MODEL_DELEGATES)})")
     s = spec.settings
     return [
-        f"--graph={model_path}", f"--num_threads={spec.threads}", *DELEGATE_FLAGS[spec.delegate],
+        f"--graph={model_path}", f"--num_threads={spec.threads}", *flags,
         f"--warmup_runs={s.warmup_runs}", f"--warmup_min_secs={_number(s.warmup_min_secs)}",
         f"--num_runs={s.num_runs}", f"--min_secs={_number(s.min_secs)}",
         f"--max_secs={_number(s.max_secs)}", f"--run_delay={_number(s.run_delay)}",

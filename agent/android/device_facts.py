@@ -2,7 +2,7 @@
 
 `getprop` says what the phone is (model, manufacturer, SoC, Android version, ABIs);
 `/sys` and `/proc` give CPU count and frequencies, memory, thermal zones and the
-battery temperature. The result has the CONTRACT facts shape.
+battery temperature. The result has the facts shape of docs/contract.md.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections import Counter
 from typing import Optional
 
 from agent.facts import ARM_PARTS
-from agent.schema import AndroidFacts, CpuFacts, DeviceState, Facts
-
-RUNTIME = "benchmark_model"
+from agent.formats.benchmark_log import RUNTIME
+from agent.wire.records import AndroidFacts, CpuFacts, DeviceState, Facts
 
 _CPU = "/sys/devices/system/cpu"
 STATE_SCRIPT = (

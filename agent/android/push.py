@@ -27,6 +27,7 @@ class LocalFile:
     size: int
 
     def md5(self) -> str:
+        """The MD5 of the pushed bytes, as the phone's `md5sum` prints it."""
         digest = hashlib.md5(usedforsecurity=False)  # old phones have md5sum but no sha256sum
         with open(self.path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

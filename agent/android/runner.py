@@ -14,12 +14,13 @@ from pathlib import Path
 
 import msgspec
 
-from agent.android import benchmark_log, command, device_facts, push
+from agent.android import command, device_facts, push
 from agent.android.adb import AUTH_TIMEOUT_S, AdbError, Phone, describe
-from agent.android.binary import elf_abi
 from agent.cache import ModelCache
-from agent.protocol import AndroidTarget, CellSpec
-from agent.schema import Cell, DeviceState, Facts
+from agent.formats import benchmark_log
+from agent.formats.binary import elf_abi
+from agent.wire.protocol import AndroidTarget, CellSpec
+from agent.wire.records import Cell, DeviceState, Facts
 
 log = logging.getLogger("edgebench.agent")
 
@@ -43,6 +44,7 @@ class AndroidRunner:
         self._abis: dict[tuple, list[str]] = {}
 
     def close(self) -> None:
+        """Close every phone connection this runner opened."""
         for phone in self._phones.values():
             phone.close()
         self._phones.clear()

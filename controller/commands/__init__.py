@@ -37,8 +37,10 @@ def _console(stream) -> Console:
 
 
 def stdout_console() -> Console:
+    """A console for results on stdout."""
     return _console(sys.stdout)
 
 
 def stderr_console() -> Console:
+    """A console for progress and warnings on stderr."""
     return _console(sys.stderr)

@@ -11,14 +11,16 @@ from rich.table import Table
 from controller import profiles
 from controller.client import AgentError, AgentLost
 from controller.commands import print_json, stdout_console
+from controller.connect import connect
 from controller.local_agent import LocalAgentError
 from controller.profiles import ProfileError
-from controller.runner import connect
 
 PROBE_TIMEOUT_S = 5.0
 
 
 class DeviceStatus(msgspec.Struct, kw_only=True):
+    """A profile and whether its agent answered."""
+
     name: str
     transport: Optional[str]
     address: Optional[str]
@@ -46,13 +48,15 @@ def probe(name: str) -> DeviceStatus:
     return status
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="profiles found and whether each device answers")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller devices` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller devices`; returns the exit status."""
     statuses: list[DeviceStatus] = [probe(name) for name in profiles.available()]
     if args.json:
         print_json(statuses)

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from agent.facts import facts_lines
+from agent.formats.facts_text import facts_lines
 from controller import phones, profiles
 from controller.client import AgentError, AgentLost
 from controller.commands import print_json, stderr_console
+from controller.connect import CONNECT_TIMEOUT_S, connect
 from controller.local_agent import LocalAgentError
 from controller.profiles import ProfileError
-from controller.runner import CONNECT_TIMEOUT_S, connect
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="device facts as the agent reads them")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller info` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--device", required=True, help="profile name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller info`; returns the exit status."""
     try:
         profile = profiles.load(args.device)
         with connect(profile) as client:

@@ -12,13 +12,14 @@ from typing import Optional
 
 import numpy as np
 
-from agent.modelfile import ModelFormatError, read_model_file
-from agent.preprocess import InputTensor, PreprocessError, load_spec, preprocess_image
+from agent.formats.modelfile import ModelFormatError, read_model_file
+from agent.formats.preprocess import InputTensor, PreprocessError, load_spec, preprocess_image
 from controller.commands import stderr_console
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preprocess", help="write the input tensor a preprocessing spec makes of an image")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller preprocess` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--spec", required=True, metavar="SPEC.toml")
     p.add_argument("--image", required=True, metavar="IMG")
     p.add_argument("--out", required=True, metavar="OUT.npy")
@@ -39,6 +40,7 @@ def target_for(spec_size: Optional[tuple[int, int]], model: Optional[str], chann
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller preprocess`; returns the exit status."""
     console = stderr_console()
     try:
         spec = load_spec(args.spec)

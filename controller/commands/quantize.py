@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agent.dataset import DatasetError
-from agent.modelfile import read_model_file
-from agent.preprocess import PreprocessError, load_spec
+from agent.formats.dataset import DatasetError
+from agent.formats.modelfile import read_model_file
+from agent.formats.preprocess import PreprocessError, load_spec
 from controller.commands import stderr_console
 from controller.quantize import QuantizeError, quantize
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("quantize", help="convert a SavedModel or Keras model into fp32/fp16/dynamic/int8")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller quantize` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("model", metavar="MODEL", help="SavedModel directory, .keras or .h5 file")
     p.add_argument("--representative", required=True, metavar="DIR",
                    help="images for int8 calibration (class directories or flat)")
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller quantize`; returns the exit status."""
     console = stderr_console()
     try:
         spec = load_spec(args.preprocess)

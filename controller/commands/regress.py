@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
 
 import msgspec
-from rich.table import Table
 
-from agent.schema import CellComparison, FigureChange, RegressReport
-from controller import locations, regress
+from controller import locations
+from controller.analysis import regress
 from controller.commands import print_json, stderr_console, stdout_console
-from controller.display import format_mb, format_us
+from controller.render.tables import regress_markdown, regress_table
 from controller.store import ResultStore, RunNotFound
 
-_STYLE = {"REGRESSION": "bold red", "IMPROVEMENT": "green", "NO CHANGE": "", "INCONCLUSIVE": "yellow"}
 
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("regress", help="compare a candidate run with a baseline, cell by cell")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller regress` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--baseline", required=True, metavar="REF",
                    help="run id, tag (its latest run), latest, or last-good (newest earlier run of the "
                         "candidate's tag without a regression)")
@@ -63,6 +60,7 @@ def resolve_pair(store: ResultStore, baseline: str, candidate: str) -> tuple[str
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller regress`; returns the exit status."""
     console = stderr_console()
     try:
         thresholds = thresholds_from(args)
@@ -96,69 +94,3 @@ def main(args: argparse.Namespace) -> int:
             with open(args.markdown, "w", encoding="utf-8") as f:
                 f.write(text)
     return 1 if report.regressed and args.fail_on == "regression" else 0
-
-
-def _change(figure: Optional[FigureChange], percent: bool = True) -> str:
-    if figure is None or figure.change is None:
-        return "-"
-    if percent:
-        return f"{figure.change:+.1%} [{figure.low:+.1%}, {figure.high:+.1%}]"
-    return f"{-figure.change * 100:+.1f} pt"
-
-
-def _latency(figure: FigureChange) -> str:
-    return f"{format_us(figure.baseline)} → {format_us(figure.candidate)}"
-
-
-def _memory(figure: Optional[FigureChange]) -> str:
-    if figure is None:
-        return "-"
-    change = "" if figure.change is None else f" ({figure.change:+.1%})"
-    return f"{format_mb(figure.baseline)} → {format_mb(figure.candidate)} MB{change}"
-
-
-def _rows(report: RegressReport) -> list[CellComparison]:
-    order = {verdict: i for i, verdict in enumerate(regress.VERDICTS)}
-    return sorted(report.cells, key=lambda c: (order[c.verdict], c.device, c.model, c.delegate, c.threads))
-
-
-def _summary(report: RegressReport) -> str:
-    counts = ", ".join(f"{n} {verdict.lower()}" for verdict, n in report.counts.items() if n)
-    return (f"baseline {report.baseline} vs candidate {report.candidate}: {counts or 'no shared cells'} "
-            f"(latency threshold {report.threshold:.0%})")
-
-
-def regress_table(report: RegressReport) -> Table:
-    """The comparison as a terminal table, regressions first."""
-    table = Table(title="regression check", caption=_summary(report))
-    for name in ("verdict", "device", "model", "delegate", "threads", "p50", "change [95% CI]", "rounds",
-                 "peak memory", "top-1", "notes"):
-        table.add_column(name)
-    for cell in _rows(report):
-        latency = cell.latency_p50
-        table.add_row(
-            f"[{_STYLE[cell.verdict]}]{cell.verdict}[/]" if _STYLE[cell.verdict] else cell.verdict,
-            cell.device, cell.model, cell.delegate, str(cell.threads), _latency(latency),
-            _change(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
-            _memory(cell.memory_peak),
-            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags))
-    return table
-
-
-def regress_markdown(report: RegressReport) -> str:
-    """The comparison as Markdown for a CI job summary."""
-    head = "## edgebench: " + ("regression found" if report.regressed else "no regression") + "\n\n"
-    lines = [head + _summary(report) + "\n",
-             "| verdict | device | model | delegate | threads | p50 | change [95% CI] | peak memory | top-1 | notes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for cell in _rows(report):
-        verdict = f"**{cell.verdict}**" if cell.verdict == "REGRESSION" else cell.verdict
-        lines.append(" | ".join([
-            f"| {verdict}", cell.device, f"`{cell.model}`", cell.delegate, str(cell.threads),
-            _latency(cell.latency_p50), _change(cell.latency_p50), _memory(cell.memory_peak),
-            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags) + " |"]))
-    for title, keys in (("Only in the baseline", report.only_in_baseline),
-                        ("Only in the candidate", report.only_in_candidate)):
-        if keys:
-            lines.append(f"\n{title}: " + ", ".join(keys))
-    return "\n".join(lines) + "\n"

@@ -6,20 +6,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from controller import locations, report
+from controller import locations
 from controller.commands import stderr_console, stdout_console
-from controller.display import results_table, variants_table
+from controller.history import HISTORY_RUNS, load_history
+from controller.render import report
+from controller.render.tables import results_table, variants_table
 from controller.store import ResultStore, RunNotFound
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="show a stored run and its history (HTML, Markdown, CSV)")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller report` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--run", default="latest", metavar="REF", help="run id, tag (its latest run) or latest")
     p.add_argument("--html", metavar="OUT.html", help="one self-contained HTML file with plots")
     p.add_argument("--markdown", metavar="OUT.md", help="Markdown tables ('-' for stdout)")
     p.add_argument("--csv", metavar="OUT.csv", help="one row per cell ('-' for stdout)")
-    p.add_argument("--history", type=int, default=report.HISTORY_RUNS, metavar="N",
-                   help=f"runs of the same tag in the trend (default {report.HISTORY_RUNS})")
+    p.add_argument("--history", type=int, default=HISTORY_RUNS, metavar="N",
+                   help=f"runs of the same tag in the trend (default {HISTORY_RUNS})")
     p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
     p.set_defaults(func=main)
 
@@ -32,10 +35,11 @@ def _write(path: str, text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller report`; returns the exit status."""
     console = stderr_console()
     with ResultStore(args.db or locations.default_db()) as store:
         try:
-            history = report.load_history(store, args.run, max(1, args.history))
+            history = load_history(store, args.run, max(1, args.history))
         except RunNotFound as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import signal
 
-from agent.preprocess import PreprocessError, load_spec
-from agent.schema import RunReport, Settings
-from controller import families, locations, profiles, variants
+from agent.formats.preprocess import PreprocessError, load_spec
+from agent.wire.records import Settings
+from controller import families, locations, profiles
+from controller.analysis import variants
 from controller.commands import (
     comma_ints,
     comma_list,
@@ -15,15 +16,18 @@ from controller.commands import (
     stderr_console,
     stdout_console,
 )
-from controller.display import ProgressDisplay, results_table, variants_table
+from controller.records import RunReport
+from controller.render.progress import ProgressDisplay
+from controller.render.tables import results_table, variants_table
 from controller.runner import NothingToMeasure, RunRequest, resume, run
 from controller.store import ResultStore, RunNotFound
 
 _DEFAULTS = Settings()
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="benchmark models on one or more devices")
+def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
+    """Add `controller run` and its flags to the parser."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("--device", type=comma_list, default=[], help="profile name(s), comma-separated")
     p.add_argument("--fleet", metavar="FILE",
                    help="a TOML file listing devices (`devices = [\"pi4\", \"pi5\"]`), measured at once")
@@ -79,6 +83,7 @@ def _interrupt(*_) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Carry out `controller run`; returns the exit status."""
     console = stderr_console()
     try:
         devices = args.device + (profiles.load_fleet(args.fleet) if args.fleet else [])

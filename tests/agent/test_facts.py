@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PI4 = ROOT / "tests" / "fixtures" / "pi4_root"
 STAND_IN = ROOT / "tests" / "fixtures" / "bin"

@@ -5,8 +5,8 @@ from agent.facts import SysRoot
 from agent.isolation import CellRunner
 from agent.jobs import cell_template
 from agent.measure import measure, timed_loop
-from agent.protocol import CellSpec
-from agent.schema import Settings
+from agent.wire.protocol import CellSpec
+from agent.wire.records import Settings
 
 QUICK = Settings(warmup_runs=2, warmup_min_secs=0, num_runs=7, min_secs=0)
 

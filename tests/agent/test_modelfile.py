@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.modelfile import ModelFormatError, read_model, read_model_file
-from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS
+from agent.formats.modelfile import ModelFormatError, read_model, read_model_file
+from tests.support import EXAMPLE_MODELS, FIXTURE_MODELS
 
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "dynamic", "int8"])

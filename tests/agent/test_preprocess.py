@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.preprocess import (
+from agent.formats.preprocess import (
     InputTensor,
     PreprocessError,
     decode,

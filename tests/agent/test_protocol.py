@@ -1,9 +1,9 @@
 import msgspec
 import pytest
 
-from agent import protocol
-from agent.protocol import CellSpec, Chunk, Offer, Ping, RunJob
-from agent.schema import Settings
+from agent.wire import protocol
+from agent.wire.protocol import CellSpec, Chunk, Offer, Ping, RunJob
+from agent.wire.records import Settings
 
 
 def test_round_trip_keeps_message_and_payload():

@@ -3,7 +3,7 @@
 import pytest
 
 from agent import throttle
-from agent.schema import Throttled
+from agent.wire.records import Throttled
 
 
 @pytest.mark.parametrize("bit, name", [(0, "under-voltage"), (1, "frequency-capped"), (2, "throttled"),

@@ -6,8 +6,8 @@ import pytest
 
 from agent.config import ConfigError
 from agent.config import load as load_config
-from agent.preprocess import PreprocessError, load_spec
-from agent.tomlfile import TomlFileError, read_toml
+from agent.formats.preprocess import PreprocessError, load_spec
+from agent.formats.tomlfile import TomlFileError, read_toml
 from controller.profiles import ProfileError, load_fleet
 
 

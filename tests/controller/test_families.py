@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from controller import families, models
-from tests.conftest import EXAMPLE_MODELS, FIXTURE_MODELS
+from tests.support import EXAMPLE_MODELS, FIXTURE_MODELS
 
 
 @pytest.mark.parametrize("name, stem", [

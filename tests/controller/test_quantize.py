@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.modelfile import read_model_file
-from tests.conftest import ROOT, controller
+from agent.formats.modelfile import read_model_file
+from tests.support import ROOT, controller
 
 tf = pytest.importorskip("tensorflow", reason="needs the quantize extra (TensorFlow)")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.schema import Accuracy, Cell, DeviceState, LatencyStats, MemoryMB, RunReport, Transfer
-from controller.regress import Thresholds, compare, parse_percent
+from agent.wire.records import Accuracy, Cell, DeviceState, LatencyStats, MemoryMB
+from controller.analysis.regress import Thresholds, compare, parse_percent
+from controller.records import RunReport, Transfer
 
 
 def cell(p50: float, round_: int, model: str = "m.tflite", sha: str = "a", status: str = "ok",

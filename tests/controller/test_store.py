@@ -2,7 +2,8 @@ import sqlite3
 
 import pytest
 
-from agent.schema import Cell, CpuFacts, DeviceInfo, Facts, LatencyStats, Transfer
+from agent.wire.records import Cell, CpuFacts, Facts, LatencyStats
+from controller.records import DeviceInfo, Transfer
 from controller.store import ResultStore, RunNotFound
 
 

@@ -1,8 +1,9 @@
 """The recommendation: fastest variant and setting within the accuracy tolerance."""
 
-from agent.schema import Accuracy, Cell, LatencyStats, OutputDiff
-from controller import families, models, variants
-from tests.conftest import EXAMPLE_MODELS
+from agent.wire.records import Accuracy, Cell, LatencyStats, OutputDiff
+from controller import families, models
+from controller.analysis import variants
+from tests.support import EXAMPLE_MODELS
 
 
 def cell(model, variant, p50, top1=None, agreement=None, delegate="xnnpack", threads=1, status="ok"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controller.verdicts import Interval, classify, difference_change, judge, ratio_change
+from controller.analysis.verdicts import Interval, classify, difference_change, judge, ratio_change
 
 
 def _rounds(center: float, spread: float, n: int, seed: int) -> list[float]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from servicekit import NotifySocket, ServiceAgent
+
+from tests.support.servicekit import NotifySocket, ServiceAgent
 
 
 @pytest.fixture

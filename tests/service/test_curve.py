@@ -9,10 +9,10 @@ import sys
 
 import pytest
 import zmq
-from servicekit import MODELS, QUICK, ServiceAgent
 
-from agent import auth
+from agent.wire import keys as key_files
 from controller.client import AgentClient, AgentError, CurveKeys, load_curve_keys
+from tests.support.servicekit import MODELS, QUICK, ServiceAgent
 
 
 def agent_cli(*args: str) -> subprocess.CompletedProcess:
@@ -37,7 +37,7 @@ def test_allowed_controller_runs_a_benchmark_over_curve(service_agent, tmp_path,
 
 def test_unknown_key_is_refused_and_logged(service_agent):
     stranger_public, stranger_secret = zmq.curve_keypair()
-    keys = CurveKeys(server_public=auth.load_public(service_agent.public), public=stranger_public,
+    keys = CurveKeys(server_public=key_files.load_public(service_agent.public), public=stranger_public,
                      secret=stranger_secret)
     with AgentClient(service_agent.endpoint, curve=keys) as client, \
             pytest.raises(AgentError, match="refused this controller's key"):
@@ -54,7 +54,7 @@ def test_plain_client_cannot_talk_to_a_curve_agent(service_agent):
 
 
 def test_wrong_server_key_is_not_trusted(service_agent, tmp_path):
-    impostor_public, _ = auth.generate(tmp_path / "impostor", "agent")
+    impostor_public, _ = key_files.generate(tmp_path / "impostor", "agent")
     keys = load_curve_keys(impostor_public, service_agent.client_secret)
     with AgentClient(service_agent.endpoint, curve=keys) as client, pytest.raises(AgentError):
         client.hello(timeout_s=20)
@@ -65,7 +65,7 @@ def test_sighup_reloads_the_allowed_keys(tmp_path, notify_socket):
     agent.start(env={"NOTIFY_SOCKET": notify_socket.path})
     try:
         notify_socket.expect("READY=1")
-        newcomer_public, newcomer_secret = auth.generate(tmp_path / "newcomer", "newcomer")
+        newcomer_public, newcomer_secret = key_files.generate(tmp_path / "newcomer", "newcomer")
         keys = load_curve_keys(agent.public, newcomer_secret)
         with AgentClient(agent.endpoint, curve=keys) as client, pytest.raises(AgentError, match="refused"):
             client.hello(timeout_s=20)
@@ -118,5 +118,5 @@ def test_key_generation_never_replaces_a_pair(tmp_path):
     controller = subprocess.run([sys.executable, "-m", "controller", "keys", "generate", str(tmp_path / "c")],
                                 capture_output=True, text=True, timeout=60, check=False)
     assert controller.returncode == 0
-    public, secret_key = auth.load_secret(tmp_path / "c" / "controller.key_secret")
-    assert auth.load_public(tmp_path / "c" / "controller.key") == public and len(secret_key) == 40
+    public, secret_key = key_files.load_secret(tmp_path / "c" / "controller.key_secret")
+    assert key_files.load_public(tmp_path / "c" / "controller.key") == public and len(secret_key) == 40

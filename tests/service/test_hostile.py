@@ -15,12 +15,12 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servicekit import MODELS, RawController, ServiceAgent
 
-from agent import protocol
-from agent.protocol import CellSpec, Chunk, Hello, Offer, Ping, RunJob
-from agent.schema import Settings
+from agent.wire import protocol
+from agent.wire.protocol import CellSpec, Chunk, Hello, Offer, Ping, RunJob
+from agent.wire.records import Settings
 from controller.client import AgentError
+from tests.support.servicekit import MODELS, RawController, ServiceAgent
 
 FUZZ_EXAMPLES = int(os.environ.get("EDGEBENCH_FUZZ_EXAMPLES", "1500"))
 QUICK = Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0)

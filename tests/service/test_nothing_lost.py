@@ -10,11 +10,10 @@ import sqlite3
 import subprocess
 import sys
 
-from servicekit import MODELS, QUICK, RawController
-
-from agent import protocol
-from agent.protocol import CellSpec, JobAccepted, RunJob
-from agent.schema import Settings
+from agent.wire import protocol
+from agent.wire.protocol import CellSpec, JobAccepted, RunJob
+from agent.wire.records import Settings
+from tests.support.servicekit import MODELS, QUICK, RawController
 
 VARIANTS = [MODELS / f"digits_cnn_{v}.tflite" for v in ("fp32", "fp16", "dynamic", "int8")]
 ROUNDS = 2

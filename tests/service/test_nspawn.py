@@ -22,12 +22,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servicekit import MODELS
 
-from agent import auth
-from agent.protocol import CellSpec
-from agent.schema import Settings
+from agent.wire import keys as key_files
+from agent.wire.protocol import CellSpec
+from agent.wire.records import Settings
 from controller.client import AgentClient, load_curve_keys
+from tests.support.servicekit import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT_S = 120.0
@@ -80,8 +80,8 @@ def _tree(tmp_path: Path, config_name: str) -> tuple[Path, Path, Path]:
     etc, state, system = tmp_path / "etc", tmp_path / "state", tmp_path / "system"
     (etc / "controllers.d").mkdir(parents=True)
     state.mkdir()
-    auth.generate(etc, "agent")
-    public, _ = auth.generate(tmp_path / "controller", "controller")
+    key_files.generate(etc, "agent")
+    public, _ = key_files.generate(tmp_path / "controller", "controller")
     shutil.copy(public, etc / "controllers.d")
     (etc / config_name).write_text(
         'bind = "ipc:///var/lib/edgebench/agent.ipc"\ndata_dir = "/var/lib/edgebench"\n'
@@ -160,7 +160,7 @@ def test_agent_service_under_real_systemd(tmp_path):
                 model_sha256=sha, model_name=model.name, delegate="xnnpack", threads=1,
                 settings=Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0))],
                 on_cell=cells.append)
-        assert [c.cell.status for c in cells] == ["ok"], cells[0].cell.error  # LiteRT works in the sandbox
+        assert [c.cell.status for c in cells] == ["ok"], f"{cells[0].cell.error}\n{console.text()}"  # LiteRT works in the sandbox
 
         # Starve the watchdog: a frozen agent is killed and restarted by systemd.
         first_pid = _agent_pid(config_name)

@@ -13,10 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servicekit import NotifySocket, ServiceAgent
 
-from agent import auth
 from agent.notify import Notifier
+from agent.wire import keys as key_files
+from tests.support.servicekit import NotifySocket, ServiceAgent
 
 SECURITY_THRESHOLD = 1.5
 needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
@@ -121,7 +121,7 @@ def test_install_service_creates_config_keys_and_directories(tmp_path):
     assert 'log_level = "debug"' in config.read_text() and (etc / "agent.key_secret").read_bytes() == key
 
     # The installed configuration serves over CURVE (here on loopback) with the generated keys.
-    controller_public, _ = auth.generate(tmp_path / "ctl", "controller")
+    controller_public, _ = key_files.generate(tmp_path / "ctl", "controller")
     shutil.copy(controller_public, etc / "controllers.d")
     agent = subprocess.Popen([sys.executable, "-m", "agent", "serve", "--config", str(config),
                               "--bind", "tcp://127.0.0.1:*"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,0 +1,263 @@
+"""Records both sides exchange: every field a cell or a device reports, defined once.
+
+The agent fills the measurement part of a `Cell`; the controller adds what only it knows
+(device name, round) and stores and prints the same records. The JSON shape of these
+structs is part of the public contract of `controller run --json` (docs/contract.md);
+the host-only documents built around them live in `controller.records`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+import msgspec
+
+Variant = Literal["fp32", "fp16", "dynamic", "int8"]
+Status = Literal["ok", "failed"]
+# A cell whose invokes vary more than this (std / mean) is reported as unstable.
+UNSTABLE_CV = 0.10
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """Base for result records; unknown fields from newer peers are ignored."""
+
+
+# Bounds every peer enforces when it decodes a message: no well-typed but hostile value
+# can exhaust memory or time (NaN fails every bound).
+MAX_RUNS = 10_000_000
+MAX_SECONDS = 86_400.0
+Runs = Annotated[int, msgspec.Meta(ge=0, le=MAX_RUNS)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
+
+
+class Settings(Record, kw_only=True):
+    """How a cell is measured, with `benchmark_model`'s names and defaults."""
+
+    warmup_runs: Runs = 1
+    warmup_min_secs: Seconds = 0.5
+    num_runs: Annotated[int, msgspec.Meta(ge=1, le=MAX_RUNS)] = 50
+    min_secs: Seconds = 1.0
+    max_secs: Seconds = 150.0
+    run_delay: Seconds = 0.0
+
+
+class WarmupStats(Record, kw_only=True):
+    """The warmup phase: how many invokes and their mean."""
+
+    count: int
+    mean_us: Optional[float]
+
+
+class LatencyStats(Record, kw_only=True):
+    """Steady-state latency of single invokes, in microseconds.
+
+    `p90` and `p99` are null when the source had no per-invoke times (a
+    `benchmark_model` log reports p5, median and p95 at most).
+    """
+
+    count: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    p50: float
+    p90: Optional[float] = None
+    p99: Optional[float] = None
+    p5: Optional[float] = None
+    p95: Optional[float] = None
+
+
+class MemoryMB(Record, kw_only=True):
+    """Resident memory of the cell's own process, in MB (10^6 bytes).
+
+    `init` and `overall` are deltas from before the model was loaded to after
+    interpreter init and to the peak during inference; `peak_rss` is the absolute peak.
+    """
+
+    init: Optional[float]
+    overall: Optional[float]
+    peak_rss: Optional[float]
+
+
+class Accuracy(Record, kw_only=True):
+    """Top-k accuracy over the dataset images that decoded (`skipped` did not)."""
+
+    samples: int
+    top1: float
+    top5: float
+    skipped: int = 0
+
+
+class OutputDiff(Record, kw_only=True):
+    """How far a cell's outputs are from its reference's on the same inputs."""
+
+    reference: str
+    mean_abs: float
+    max_abs: float
+    top1_agreement: float
+
+
+class PreprocessSpec(Record, kw_only=True, forbid_unknown_fields=True):
+    """How images become input tensors (docs/contract.md, "Preprocessing spec").
+
+    `size` may be left out to mean the model's own input height and width.
+    """
+
+    size: Optional[tuple[int, int]] = None
+    resize: Literal["direct", "shorter_side_center_crop"] = "direct"
+    resize_to: Optional[int] = None
+    interpolation: Literal["nearest", "bilinear", "area", "bicubic"] = "bilinear"
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: list[float] = msgspec.field(default_factory=lambda: [0.0])
+    std: list[float] = msgspec.field(default_factory=lambda: [1.0])
+    scale: float = 1.0
+
+
+class TensorSummary(Record, kw_only=True):
+    """A compact fingerprint of one preprocessed input tensor, comparable across hosts.
+
+    `thumbnail` is the tensor average-pooled to at most 8x8 per channel, so that two
+    summaries give a meaningful largest difference without shipping whole tensors.
+    """
+
+    sample: int
+    sha256: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    thumbnail: list[float]
+
+
+class PreprocessParity(Record, kw_only=True):
+    """Host vs device input tensors for the same dataset images."""
+
+    samples: int
+    identical: int
+    max_abs_diff: float
+    tolerance: float
+    ok: bool
+
+
+class DelegateCoverage(Record, kw_only=True):
+    """How much of the graph the delegate took; `delegated_nodes` is null when the
+    accelerator only says whether it took everything."""
+
+    delegated_nodes: Optional[int]
+    total_nodes: int
+    full: bool
+
+
+class DeviceState(Record, kw_only=True):
+    """Device condition at the start and end of a cell.
+
+    `throttled` is true when the firmware reported throttling (or under-voltage,
+    frequency capping, the soft temperature limit) at either end of the cell, or a
+    since-boot flag appeared during it. `cooled` is false when the cell started hot
+    because the cooldown wait ran out.
+    """
+
+    temp_c_start: Optional[float] = None
+    temp_c_end: Optional[float] = None
+    throttled: bool = False
+    throttle_flags: list[str] = []
+    cpu_freq_mhz_start: Optional[float] = None
+    cpu_freq_mhz_end: Optional[float] = None
+    governor: Optional[str] = None
+    cooldown_s: Optional[float] = None
+    cooled: Optional[bool] = None
+    throttled_raw_start: Optional[str] = None
+    throttled_raw_end: Optional[str] = None
+
+
+class Cell(Record, kw_only=True):
+    """One model x delegate x threads measurement (docs/contract.md, `CELL`)."""
+
+    device: str = ""
+    model: str
+    model_sha256: str
+    model_size_bytes: int
+    variant: Optional[Variant] = None
+    delegate: str
+    threads: int
+    round: int = 0
+    status: Status
+    error: Optional[str] = None
+    runtime: Optional[str] = None
+    runtime_version: Optional[str] = None
+    settings: Optional[Settings] = None
+    load_ms: Optional[float] = None
+    init_ms: Optional[float] = None
+    delegate_init_ms: Optional[float] = None
+    first_inference_us: Optional[float] = None
+    warmup: Optional[WarmupStats] = None
+    latency_us: Optional[LatencyStats] = None
+    cv: Optional[float] = None
+    warnings: list[str] = []
+    memory_mb: Optional[MemoryMB] = None
+    accuracy: Optional[Accuracy] = None
+    output_diff: Optional[OutputDiff] = None
+    preprocess_parity: Optional[PreprocessParity] = None
+    delegate_coverage: Optional[DelegateCoverage] = None
+    device_state: Optional[DeviceState] = None
+    fingerprint: Optional[str] = None
+
+
+class CpuPolicy(Record, kw_only=True):
+    """One cpufreq policy: a cluster of cores that share a clock."""
+
+    cpus: list[int]
+    model: Optional[str] = None
+    min_freq_mhz: Optional[float] = None
+    max_freq_mhz: Optional[float] = None
+    cur_freq_mhz: Optional[float] = None
+    governor: Optional[str] = None
+
+
+class CpuFacts(Record, kw_only=True):
+    """The CPU: core count, core model, fastest clock and governor."""
+
+    count: int
+    model: Optional[str] = None
+    max_freq_mhz: Optional[float] = None
+    governor: Optional[str] = None
+    policies: list[CpuPolicy] = []
+
+
+class Throttled(Record, kw_only=True):
+    """The firmware's throttle word and the conditions it reports now and since boot."""
+
+    raw: str
+    now: list[str]
+    since_boot: list[str]
+
+
+class AndroidFacts(Record, kw_only=True):
+    """What `getprop` and the battery say about an Android device."""
+
+    manufacturer: Optional[str] = None
+    model: Optional[str] = None
+    soc: Optional[str] = None
+    android_version: Optional[str] = None
+    sdk: Optional[int] = None
+    abis: list[str] = []
+    serial: Optional[str] = None
+    battery_temp_c: Optional[float] = None
+
+
+class Facts(Record, kw_only=True):
+    """What a device is (docs/contract.md, "Device facts")."""
+
+    hostname: str
+    board: Optional[str]
+    machine: str
+    os: str
+    kernel: str
+    python: str
+    runtime: Optional[str]
+    runtime_version: Optional[str]
+    cpu: CpuFacts
+    memory_mb: Optional[int]
+    temp_c: Optional[float]
+    throttled: Optional[Throttled] = None
+    android: Optional[AndroidFacts] = None

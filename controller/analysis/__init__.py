@@ -1,0 +1,1 @@
+"""Pure statistics over stored records: medians, cell keys, verdicts, regressions, variants."""

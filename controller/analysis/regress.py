@@ -1,0 +1,136 @@
+"""`controller regress` as a library: compare a candidate run with a baseline run, per cell.
+
+Cells are matched by device, model file name, delegate and threads. Each figure (p50
+latency, peak memory, top-1 accuracy) is compared over the runs' rounds with the
+statistics of `controller.analysis.verdicts`. Rounds measured while the device throttled or
+started hot are left out and the cell is flagged; a cell that worked in the baseline and
+fails in the candidate is a regression.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Optional
+
+from agent.wire.records import Cell
+from controller.analysis.stats import CellKey, cell_key, key_text, median_or_none
+from controller.analysis.verdicts import MIN_ROUNDS, judge
+from controller.records import VERDICTS, CellComparison, FigureChange, RegressReport, RunReport
+
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_MEMORY_THRESHOLD = 0.10
+DEFAULT_ACCURACY_THRESHOLD = 0.01
+
+@dataclass
+class Thresholds:
+    """Minimum effects: latency (relative, overridable per model), memory (relative),
+    accuracy (top-1 as a fraction)."""
+
+    latency: float = DEFAULT_THRESHOLD
+    memory: float = DEFAULT_MEMORY_THRESHOLD
+    accuracy: float = DEFAULT_ACCURACY_THRESHOLD
+    per_model: dict[str, float] = field(default_factory=dict)
+    min_rounds: int = MIN_ROUNDS
+
+    def latency_for(self, model: str) -> float:
+        """The latency threshold for one model file."""
+        return self.per_model.get(model, self.latency)
+
+
+def parse_percent(text: str) -> float:
+    """`5%`, `5` or `0.05` as the fraction 0.05; ValueError otherwise."""
+    value = text.strip()
+    percent = value.endswith("%")
+    number = float(value.rstrip("%"))
+    fraction = number / 100 if percent or number >= 1 else number
+    if not 0 <= fraction < 10:
+        raise ValueError(f"threshold out of range: {text!r}")
+    return fraction
+
+
+def _disturbed(cell: Cell) -> bool:
+    state = cell.device_state
+    return state is not None and (state.throttled or state.cooled is False)
+
+
+def _rounds(cells: list[Cell]) -> tuple[list[Cell], int]:
+    """The usable rounds of one cell (ok, undisturbed) and how many were disturbed."""
+    ok = [c for c in cells if c.status == "ok" and c.latency_us is not None]
+    usable = [c for c in ok if not _disturbed(c)]
+    return usable, len(ok) - len(usable)
+
+
+def _figure(baseline: list[float], candidate: list[float], threshold: float, min_rounds: int,
+            bigger_is_worse: bool = True) -> FigureChange:
+    verdict, change = judge(baseline, candidate, threshold, min_rounds, bigger_is_worse)
+    return FigureChange(
+        verdict=verdict, baseline=median_or_none(baseline), candidate=median_or_none(candidate),
+        change=change.estimate if change else None, low=change.low if change else None,
+        high=change.high if change else None, threshold=threshold,
+        rounds=(len(baseline), len(candidate)))
+
+
+def _overall(figures: Iterable[Optional[FigureChange]]) -> str:
+    """A cell regressed if any figure did; it improved if figures improved and none is unsure."""
+    verdicts = {f.verdict for f in figures if f is not None}
+    if "REGRESSION" in verdicts:
+        return "REGRESSION"
+    if "INCONCLUSIVE" in verdicts or not verdicts:
+        return "INCONCLUSIVE"
+    return "IMPROVEMENT" if "IMPROVEMENT" in verdicts else "NO CHANGE"
+
+
+def compare_cell(key: CellKey, baseline: list[Cell], candidate: list[Cell],
+                 thresholds: Thresholds) -> CellComparison:
+    """One cell's rounds in both runs, judged figure by figure."""
+    device, model, delegate, threads = key
+    base, base_disturbed = _rounds(baseline)
+    cand, cand_disturbed = _rounds(candidate)
+    flags = []
+    if base_disturbed or cand_disturbed:
+        flags.append(f"throttled or hot: {base_disturbed} baseline and {cand_disturbed} candidate "
+                     "round(s) left out")
+    if {c.model_sha256 for c in baseline} != {c.model_sha256 for c in candidate}:
+        flags.append("model changed")
+    if {c.fingerprint for c in baseline} != {c.fingerprint for c in candidate} and \
+            {c.model_sha256 for c in baseline} == {c.model_sha256 for c in candidate}:
+        flags.append("device, runtime or settings changed")
+    latency = _figure([c.latency_us.p50 for c in base], [c.latency_us.p50 for c in cand],
+                      thresholds.latency_for(model), thresholds.min_rounds)
+    # Memory and accuracy hardly vary between rounds: one round each is enough to judge them.
+    memory_base = [c.memory_mb.peak_rss for c in base if c.memory_mb and c.memory_mb.peak_rss]
+    memory_cand = [c.memory_mb.peak_rss for c in cand if c.memory_mb and c.memory_mb.peak_rss]
+    memory = (_figure(memory_base, memory_cand, thresholds.memory, 1)
+              if memory_base and memory_cand else None)
+    top1_base = [c.accuracy.top1 for c in base if c.accuracy]
+    top1_cand = [c.accuracy.top1 for c in cand if c.accuracy]
+    accuracy = (_figure(top1_base, top1_cand, thresholds.accuracy, 1, bigger_is_worse=False)
+                if top1_base and top1_cand else None)
+    verdict = _overall([latency, memory, accuracy])
+    failed = [c for c in candidate if c.status != "ok"]
+    if base and failed and not cand:
+        verdict = "REGRESSION"
+        flags.append(f"fails in the candidate: {failed[0].error}")
+    return CellComparison(device=device, model=model, delegate=delegate, threads=threads, verdict=verdict,
+                          latency_p50=latency, memory_peak=memory, accuracy_top1=accuracy, flags=flags)
+
+
+def compare(baseline: RunReport, candidate: RunReport, thresholds: Thresholds) -> RegressReport:
+    """Every cell the two runs share, judged; cells only one run has are listed."""
+    grouped: dict[str, dict[CellKey, list[Cell]]] = {"base": defaultdict(list), "cand": defaultdict(list)}
+    for side, report in (("base", baseline), ("cand", candidate)):
+        for cell in report.cells:
+            grouped[side][cell_key(cell)].append(cell)
+    base, cand = grouped["base"], grouped["cand"]
+    shared = sorted(set(base) & set(cand))
+    cells = [compare_cell(key, base[key], cand[key], thresholds) for key in shared]
+    counts = {verdict: sum(c.verdict == verdict for c in cells) for verdict in VERDICTS}
+    return RegressReport(
+        baseline=baseline.run_id, candidate=candidate.run_id, threshold=thresholds.latency,
+        memory_threshold=thresholds.memory, accuracy_threshold=thresholds.accuracy,
+        regressed=counts["REGRESSION"] > 0, counts=counts, cells=cells,
+        only_in_baseline=[key_text(k) for k in sorted(set(base) - set(cand))],
+        only_in_candidate=[key_text(k) for k in sorted(set(cand) - set(base))],
+    )

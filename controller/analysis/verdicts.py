@@ -1,0 +1,94 @@
+"""Regression statistics: pure functions over per-round figures.
+
+Edge latency is skewed and multimodal, so a cell is compared run against run through its
+rounds: the statistic is the ratio of the medians of the per-round figures, its
+uncertainty a bootstrap interval that resamples whole rounds, and the verdict says
+whether the interval clears a minimum effect (Chromium Pinpoint's three outcomes, plus
+INCONCLUSIVE when the data cannot tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from controller.records import Verdict
+
+# Fewer rounds than this on either side cannot separate a change from round-to-round noise.
+MIN_ROUNDS = 3
+RESAMPLES = 4000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate of a change and its confidence interval, on a scale where 0 is no change
+    and positive is worse (slower, bigger, less accurate)."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def _bootstrap(baseline: Sequence[float], candidate: Sequence[float], change, resamples: int,
+               confidence: float, seed: int) -> Interval:
+    """`change(baseline median, candidate median)` and its interval, resampling whole rounds."""
+    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    rng = np.random.default_rng(seed)
+    base_medians = np.median(rng.choice(base, size=(resamples, base.size)), axis=1)
+    cand_medians = np.median(rng.choice(cand, size=(resamples, cand.size)), axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(change(base_medians, cand_medians), [tail, 100 - tail])
+    return Interval(float(change(np.median(base), np.median(cand))), float(low), float(high))
+
+
+def ratio_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
+                 confidence: float = CONFIDENCE, seed: int = 0) -> Optional[Interval]:
+    """median(candidate) / median(baseline) - 1, with a bootstrap interval over rounds.
+
+    For figures where bigger is worse (latency, memory). None without data on both sides
+    or with a non-positive value on the baseline side.
+    """
+    if len(baseline) == 0 or len(candidate) == 0 or min(baseline) <= 0:
+        return None
+    return _bootstrap(baseline, candidate, lambda base, cand: cand / base - 1.0, resamples, confidence, seed)
+
+
+def difference_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
+                      confidence: float = CONFIDENCE, seed: int = 0) -> Optional[Interval]:
+    """median(baseline) - median(candidate), with a bootstrap interval over rounds.
+
+    For figures where bigger is better (accuracy as a fraction): a positive value is a loss.
+    """
+    if len(baseline) == 0 or len(candidate) == 0:
+        return None
+    return _bootstrap(baseline, candidate, lambda base, cand: base - cand, resamples, confidence, seed)
+
+
+def classify(change: Optional[Interval], threshold: float) -> Verdict:
+    """The verdict of an interval against a minimum effect `threshold` (e.g. 0.05).
+
+    REGRESSION when the whole interval lies beyond +threshold, IMPROVEMENT beyond
+    -threshold, NO CHANGE when it lies inside [-threshold, +threshold], else INCONCLUSIVE.
+    """
+    if change is None:
+        return "INCONCLUSIVE"
+    if change.low > threshold:
+        return "REGRESSION"
+    if change.high < -threshold:
+        return "IMPROVEMENT"
+    if change.low >= -threshold and change.high <= threshold:
+        return "NO CHANGE"
+    return "INCONCLUSIVE"
+
+
+def judge(baseline: Sequence[float], candidate: Sequence[float], threshold: float,
+          min_rounds: int = MIN_ROUNDS, bigger_is_worse: bool = True) -> tuple[Verdict, Optional[Interval]]:
+    """Verdict and interval for one figure of one cell; INCONCLUSIVE with too few rounds."""
+    change = (ratio_change if bigger_is_worse else difference_change)(baseline, candidate)
+    if min(len(baseline), len(candidate)) < min_rounds:
+        return "INCONCLUSIVE", change
+    return classify(change, threshold), change

@@ -1,0 +1,50 @@
+"""Reaching a device's agent: this host's own, one over ZeroMQ (with CURVE), or a phone's."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+from agent.wire.keys import KeyFileError
+from controller import locations, profiles
+from controller.client import AgentClient, CurveKeys, load_curve_keys
+from controller.local_agent import LocalAgent
+from controller.profiles import Profile, ProfileError
+
+CONNECT_TIMEOUT_S = 15.0
+
+
+@contextlib.contextmanager
+def connect(profile: Profile) -> Iterator[AgentClient]:
+    """A client connected to the profile's agent, starting a local one when needed."""
+    if profile.transport == "local":
+        with LocalAgent(locations.local_agent_dir()) as agent, AgentClient(agent.endpoint) as client:
+            yield client
+    elif profile.transport == "zmq":
+        with AgentClient(profile.address, curve=curve_keys(profile)) as client:
+            yield client
+    elif profile.transport == "adb" and profile.android is not None:
+        # A phone is measured by the agent its profile names: this host's or a Pi's.
+        via = profiles.load(profile.android.via)
+        if via.transport == "adb":
+            raise ProfileError(f"device {profile.name}: via {via.name!r} is a phone, not an agent")
+        with connect(via) as client:
+            yield client
+    else:
+        raise ProfileError(f"device {profile.name}: transport {profile.transport!r} is not supported")
+
+
+def curve_keys(profile: Profile) -> Optional[CurveKeys]:
+    """CURVE keys for a zmq profile that names the agent's public key, else None (plain)."""
+    if profile.server_public_key is None:
+        return None
+    secret = profile.client_secret_key or locations.key_dir() / "controller.key_secret"
+    if not Path(secret).exists():
+        raise ProfileError(f"device {profile.name}: no controller key pair at {secret} "
+                           "(create one with `controller keys generate`)")
+    try:
+        return load_curve_keys(profile.server_public_key, secret)
+    except KeyFileError as exc:
+        raise ProfileError(f"device {profile.name}: {exc}") from None

@@ -1,0 +1,155 @@
+"""Documents only the controller builds: runs, device summaries, variant and regression reports.
+
+Their JSON shape is the public contract of `controller run --json` and `controller regress
+--json` (docs/contract.md); the records they hold (`Cell`, `Facts`) come from the wire contract.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from typing import Literal, Optional
+
+import msgspec
+
+from agent.wire.records import Cell, Facts, Record, Status
+
+Verdict = Literal["REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE"]
+VERDICTS: tuple[Verdict, ...] = ("REGRESSION", "IMPROVEMENT", "NO CHANGE", "INCONCLUSIVE")
+
+
+class DeviceInfo(Record, kw_only=True):
+    """A device as the run saw it: agent version, runtime and facts."""
+
+    agent_version: str
+    runtime: Optional[str]
+    runtime_version: Optional[str]
+    facts: Facts
+
+
+class Transfer(Record, kw_only=True):
+    """How many model bytes the run sent and how many models were cached already."""
+
+    model_bytes_sent: int = 0
+    models_cached: int = 0
+
+
+class VariantRow(Record, kw_only=True):
+    """One variant at one setting in a family comparison (medians over rounds)."""
+
+    model: str
+    variant: Optional[str]
+    delegate: str
+    threads: int
+    status: Status
+    size_bytes: int
+    p50_us: Optional[float] = None
+    p90_us: Optional[float] = None
+    init_ms: Optional[float] = None
+    peak_mb: Optional[float] = None
+    top1: Optional[float] = None
+    top1_delta: Optional[float] = None
+    top1_agreement: Optional[float] = None
+    speedup: Optional[float] = None
+
+
+class Recommendation(Record, kw_only=True):
+    """The fastest variant and setting within the accuracy tolerance."""
+
+    model: str
+    variant: Optional[str]
+    delegate: str
+    threads: int
+    p50_us: float
+    speedup: Optional[float]
+    basis: Literal["top1", "top1_agreement"]
+
+
+class FamilyComparison(Record, kw_only=True):
+    """A variant family side by side on one device, with a recommendation."""
+
+    device: str
+    family: str
+    reference: Optional[str]
+    tolerance: float
+    rows: list[VariantRow]
+    recommendation: Optional[Recommendation]
+    statement: str
+
+
+class RunReport(Record, kw_only=True):
+    """The document `controller run --json` prints."""
+
+    run_id: str
+    tag: Optional[str]
+    started_at: str
+    finished_at: Optional[str]
+    devices: dict[str, DeviceInfo]
+    transfer: Transfer
+    cells: list[Cell]
+    errors: list[str] = []
+    variants: list[FamilyComparison] = []
+    meta: dict[str, str] = {}
+    complete: bool = True
+
+
+class FigureChange(Record, kw_only=True):
+    """One figure of one cell, baseline vs candidate, over their rounds.
+
+    `change` is relative (0.08 = 8 % slower) for latency and memory and in top-1
+    fractions lost for accuracy; `low`/`high` bound it (bootstrap over rounds).
+    """
+
+    verdict: Verdict
+    baseline: Optional[float]
+    candidate: Optional[float]
+    change: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+    threshold: float
+    rounds: tuple[int, int]
+
+
+class CellComparison(Record, kw_only=True):
+    """A cell of the baseline run and the same cell of the candidate run."""
+
+    device: str
+    model: str
+    delegate: str
+    threads: int
+    verdict: Verdict
+    latency_p50: FigureChange
+    memory_peak: Optional[FigureChange] = None
+    accuracy_top1: Optional[FigureChange] = None
+    flags: list[str] = []
+
+
+class RegressReport(Record, kw_only=True):
+    """The document `controller regress --json` prints."""
+
+    baseline: str
+    candidate: str
+    threshold: float
+    memory_threshold: float
+    accuracy_threshold: float
+    regressed: bool
+    counts: dict[str, int]
+    cells: list[CellComparison]
+    only_in_baseline: list[str] = []
+    only_in_candidate: list[str] = []
+
+
+def to_builtins(record: msgspec.Struct) -> dict:
+    """A record as plain JSON-ready Python objects."""
+    return msgspec.to_builtins(record)
+
+
+def now_iso() -> str:
+    """Now in UTC, ISO 8601, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """A run id, sortable and unique: UTC time plus a random suffix."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"

@@ -1,0 +1,1 @@
+"""One module per output: terminal tables and progress, HTML/Markdown/CSV reports, plots."""

@@ -1,0 +1,143 @@
+"""A run and its history as HTML, Markdown or CSV.
+
+The HTML file is self-contained (figures inlined as PNG data URIs), so it can be
+mailed, attached to a CI job or opened from a network share.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from typing import Optional
+
+from controller.analysis.stats import cell_key, key_text, p50_by_cell
+from controller.history import History
+from controller.records import RunReport, to_builtins
+from controller.render.format import format_mb, format_us
+
+
+def _flatten(value: object, prefix: str, out: dict[str, object]) -> dict[str, object]:
+    """Nested blocks as `block.key` columns, lists joined: a cell as one CSV row."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else key, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = "; ".join(map(str, value))
+    else:
+        out[prefix] = value
+    return out
+
+
+def write_csv(run: RunReport, out: io.TextIOBase) -> None:
+    """Every cell of the run as one CSV row, columns named by their keys in docs/contract.md."""
+    rows = [_flatten(to_builtins(cell), "", {}) for cell in run.cells]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(out, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _cell_rows(run: RunReport) -> list[list[str]]:
+    rows = []
+    for c in sorted(run.cells, key=lambda c: (c.device, c.model, c.delegate, c.threads, c.round)):
+        latency = c.latency_us
+        rows.append([c.device, c.model, c.variant or "-", c.delegate, str(c.threads), str(c.round),
+                     format_us(latency.p50 if latency else None), format_us(latency.p90 if latency else None),
+                     format_us(c.init_ms * 1000 if c.init_ms is not None else None),
+                     format_mb(c.memory_mb.peak_rss if c.memory_mb else None),
+                     f"{c.accuracy.top1:.1%}" if c.accuracy else "-",
+                     "ok" if c.status == "ok" else f"failed: {c.error}"])
+    return rows
+
+
+CELL_HEADER = ["device", "model", "variant", "delegate", "threads", "round", "p50", "p90", "init", "peak MB",
+               "top-1", "status"]
+
+
+def _fact_rows(run: RunReport) -> list[list[str]]:
+    rows = []
+    for name, info in sorted(run.devices.items()):
+        f = info.facts
+        rows.append([name, f.board or f.machine, f"{f.cpu.count} x {f.cpu.model or '?'}"
+                     + (f" @ {f.cpu.max_freq_mhz:.0f} MHz" if f.cpu.max_freq_mhz else ""),
+                     f"{f.memory_mb} MB" if f.memory_mb else "-", f.os, f.kernel,
+                     f"{info.runtime or '-'} {info.runtime_version or ''}".strip(),
+                     "-" if f.temp_c is None else f"{f.temp_c:.1f} C",
+                     ", ".join(f.throttled.since_boot) if f.throttled and f.throttled.since_boot else "-"])
+    return rows
+
+
+FACT_HEADER = ["device", "board", "CPU", "memory", "OS", "kernel", "runtime", "temperature",
+               "throttled since boot"]
+
+
+def _title(run: RunReport) -> str:
+    return f"edgebench run {run.run_id}" + (f" ({run.tag})" if run.tag else "")
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(history: History) -> str:
+    """One self-contained HTML page: figures, cells and device facts."""
+    from controller.render import plots  # matplotlib, only for the HTML page
+
+    run = history.run
+    figures = [
+        ("Latency trend", plots.latency_trend(history.runs, history.regressed)),
+        ("Latency distribution", plots.latency_distribution(run)),
+        ("Thread scaling", plots.thread_scaling(run)),
+        ("Variants: latency, accuracy and size", plots.variant_tradeoff(run.variants)),
+    ]
+    sections = [f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
+                f"src=\"data:image/png;base64,{base64.b64encode(png).decode()}\">"
+                for title, png in figures if png is not None]
+    meta = ", ".join(f"{k}={v}" for k, v in run.meta.items())
+    summary = (f"started {run.started_at}, finished {run.finished_at or '-'}"
+               f"{'' if run.complete else ' (INCOMPLETE)'}; {len(run.cells)} cells, "
+               f"{sum(c.status != 'ok' for c in run.cells)} failed; {len(history.runs)} run(s) of history"
+               + (f"; {meta}" if meta else ""))
+    errors = "".join(f"<li>{html.escape(e)}</li>" for e in run.errors)
+    style = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
+             "img{max-width:100%;border:1px solid #eee}.warn{color:#a40}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(_title(run))}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(_title(run))}</h1>"
+            f"<p>{html.escape(summary)}</p>" + (f"<ul class=\"warn\">{errors}</ul>" if errors else "")
+            + "".join(sections)
+            + "<h2>Cells</h2>" + _html_table(CELL_HEADER, _cell_rows(run))
+            + "<h2>Devices</h2>" + _html_table(FACT_HEADER, _fact_rows(run)) + "</body></html>")
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+    return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
+
+
+def render_markdown(history: History, trend: Optional[list[str]] = None) -> str:
+    """The run's cells and devices as Markdown tables, with the p50 trend of each cell."""
+    run = history.run
+    parts = [f"# {_title(run)}", "", f"Started {run.started_at}; {len(run.cells)} cells"
+             + ("" if run.complete else " (incomplete)") + ".", "", "## Cells", "",
+             _md_table(CELL_HEADER, _cell_rows(run)), "", "## Devices", "", _md_table(FACT_HEADER, _fact_rows(run))]
+    if len(history.runs) > 1:
+        parts += ["", f"## p50 over the last {len(history.runs)} runs", "",
+                  _md_table(["cell", "p50 per run (oldest first)"], _trend_rows(history))]
+    return "\n".join(parts) + "\n"
+
+
+def _trend_rows(history: History) -> list[list[str]]:
+    """Per cell of the run, its p50 in each run of the history, regressions marked."""
+    per_run = [(run.run_id, p50_by_cell(run)) for run in history.runs]
+    rows = []
+    for key in sorted({cell_key(c) for c in history.run.cells}):
+        values = [format_us(p50s.get(key)) + (" ⚠" if key in history.regressed.get(run_id, set()) else "")
+                  for run_id, p50s in per_run]
+        rows.append([key_text(key), " → ".join(values)])
+    return rows

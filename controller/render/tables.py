@@ -1,0 +1,162 @@
+"""Results as text: terminal tables of a run, a variant family and a regression check, and the
+regression check as Markdown for a CI job summary."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.table import Table
+
+from agent.wire.records import UNSTABLE_CV, Cell
+from controller.records import VERDICTS, CellComparison, FamilyComparison, FigureChange, RegressReport, RunReport
+from controller.render.format import format_fraction, format_mb, format_us
+
+
+def sort_key(cell: Cell) -> tuple:
+    """Rows that are compared sit next to each other: per model, delegate, threads."""
+    return (cell.device, cell.model, cell.delegate, cell.threads, cell.round)
+
+
+def results_table(report: RunReport) -> Table:
+    """The run's cells as a table."""
+    many_devices = len({c.device for c in report.cells}) > 1
+    many_rounds = any(c.round for c in report.cells)
+    table = Table(title=f"run {report.run_id}" + (f" ({report.tag})" if report.tag else ""))
+    if many_devices:
+        table.add_column("device")
+    for name in ("model", "variant", "delegate", "threads"):
+        table.add_column(name)
+    if many_rounds:
+        table.add_column("round", justify="right")
+    accuracy = any(c.accuracy for c in report.cells)
+    agreement = any(c.output_diff for c in report.cells)
+    for name in ("p50", "p90", "init", "peak MB", *(["top-1"] if accuracy else []),
+                 *(["agree", "max |Δ|"] if agreement else []), "status"):
+        table.add_column(name, justify="right" if name != "status" else "left")
+    for cell in sorted(report.cells, key=sort_key):
+        latency = cell.latency_us
+        row: list[str] = [cell.device] if many_devices else []
+        row += [cell.model, cell.variant or "-", cell.delegate, str(cell.threads)]
+        if many_rounds:
+            row.append(str(cell.round))
+        row += [
+            format_us(latency.p50 if latency else None),
+            format_us(latency.p90 if latency else None),
+            format_us(cell.init_ms * 1000 if cell.init_ms is not None else None),
+            format_mb(cell.memory_mb.peak_rss if cell.memory_mb else None),
+        ]
+        if accuracy:
+            row.append(format_fraction(cell.accuracy.top1 if cell.accuracy else None))
+        if agreement:
+            diff = cell.output_diff
+            row += [format_fraction(diff.top1_agreement if diff else None),
+                    f"{diff.max_abs:.3g}" if diff else "-"]
+        row.append(_status(cell))
+        table.add_row(*row)
+    return table
+
+
+def _status(cell: Cell) -> str:
+    if cell.status != "ok":
+        return f"[red]failed[/red]: {cell.error}"
+    unstable = cell.cv is not None and cell.cv > UNSTABLE_CV
+    parity = cell.preprocess_parity is not None and not cell.preprocess_parity.ok
+    state = cell.device_state
+    throttled = state is not None and state.throttled
+    hot = state is not None and state.cooled is False
+    return ("ok" + (" (unstable)" if unstable else "") + (" [red](input mismatch)[/red]" if parity else "")
+            + (" [red](throttled)[/red]" if throttled else "") + (" [yellow](started hot)[/yellow]" if hot else ""))
+
+
+def variants_table(comparison: FamilyComparison) -> Table:
+    """One family on one device, side by side, with the recommendation as caption."""
+    table = Table(title=f"{comparison.family} on {comparison.device}"
+                        + (f" (reference {comparison.reference})" if comparison.reference else ""),
+                  caption=comparison.statement)
+    for name in ("model", "variant", "delegate", "threads", "size", "p50", "p90", "init", "peak MB",
+                 "top-1", "Δ top-1", "agree", "speed-up"):
+        table.add_column(name, justify="left" if name in ("model", "variant", "delegate") else "right")
+    pick = comparison.recommendation
+    for row in comparison.rows:
+        chosen = pick is not None and (row.model, row.delegate, row.threads) == (
+            pick.model, pick.delegate, pick.threads)
+        table.add_row(
+            ("★ " if chosen else "") + row.model, row.variant or "-", row.delegate, str(row.threads),
+            f"{row.size_bytes / 1000:.0f} KB", format_us(row.p50_us), format_us(row.p90_us),
+            format_us(row.init_ms * 1000 if row.init_ms is not None else None), format_mb(row.peak_mb),
+            format_fraction(row.top1),
+            "-" if row.top1_delta is None else f"{row.top1_delta * 100:+.1f} pt",
+            format_fraction(row.top1_agreement),
+            "-" if row.speedup is None else f"{row.speedup:.2f}x",
+            style="bold" if chosen else None,
+        )
+    return table
+
+
+_STYLE = {"REGRESSION": "bold red", "IMPROVEMENT": "green", "NO CHANGE": "", "INCONCLUSIVE": "yellow"}
+
+
+def _change(figure: Optional[FigureChange], percent: bool = True) -> str:
+    if figure is None or figure.change is None:
+        return "-"
+    if percent:
+        return f"{figure.change:+.1%} [{figure.low:+.1%}, {figure.high:+.1%}]"
+    return f"{-figure.change * 100:+.1f} pt"
+
+
+def _latency(figure: FigureChange) -> str:
+    return f"{format_us(figure.baseline)} → {format_us(figure.candidate)}"
+
+
+def _memory(figure: Optional[FigureChange]) -> str:
+    if figure is None:
+        return "-"
+    change = "" if figure.change is None else f" ({figure.change:+.1%})"
+    return f"{format_mb(figure.baseline)} → {format_mb(figure.candidate)} MB{change}"
+
+
+def _rows(report: RegressReport) -> list[CellComparison]:
+    order = {verdict: i for i, verdict in enumerate(VERDICTS)}
+    return sorted(report.cells, key=lambda c: (order[c.verdict], c.device, c.model, c.delegate, c.threads))
+
+
+def _summary(report: RegressReport) -> str:
+    counts = ", ".join(f"{n} {verdict.lower()}" for verdict, n in report.counts.items() if n)
+    return (f"baseline {report.baseline} vs candidate {report.candidate}: {counts or 'no shared cells'} "
+            f"(latency threshold {report.threshold:.0%})")
+
+
+def regress_table(report: RegressReport) -> Table:
+    """The comparison as a terminal table, regressions first."""
+    table = Table(title="regression check", caption=_summary(report))
+    for name in ("verdict", "device", "model", "delegate", "threads", "p50", "change [95% CI]", "rounds",
+                 "peak memory", "top-1", "notes"):
+        table.add_column(name)
+    for cell in _rows(report):
+        latency = cell.latency_p50
+        table.add_row(
+            f"[{_STYLE[cell.verdict]}]{cell.verdict}[/]" if _STYLE[cell.verdict] else cell.verdict,
+            cell.device, cell.model, cell.delegate, str(cell.threads), _latency(latency),
+            _change(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
+            _memory(cell.memory_peak),
+            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags))
+    return table
+
+
+def regress_markdown(report: RegressReport) -> str:
+    """The comparison as Markdown for a CI job summary."""
+    head = "## edgebench: " + ("regression found" if report.regressed else "no regression") + "\n\n"
+    lines = [head + _summary(report) + "\n",
+             "| verdict | device | model | delegate | threads | p50 | change [95% CI] | peak memory | top-1 | notes |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in _rows(report):
+        verdict = f"**{cell.verdict}**" if cell.verdict == "REGRESSION" else cell.verdict
+        lines.append(" | ".join([
+            f"| {verdict}", cell.device, f"`{cell.model}`", cell.delegate, str(cell.threads),
+            _latency(cell.latency_p50), _change(cell.latency_p50), _memory(cell.memory_peak),
+            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags) + " |"]))
+    for title, keys in (("Only in the baseline", report.only_in_baseline),
+                        ("Only in the candidate", report.only_in_candidate)):
+        if keys:
+            lines.append(f"\n{title}: " + ", ".join(keys))
+    return "\n".join(lines) + "\n"
