@@ -160,7 +160,8 @@ def test_agent_service_under_real_systemd(tmp_path):
                 model_sha256=sha, model_name=model.name, delegate="xnnpack", threads=1,
                 settings=Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0))],
                 on_cell=cells.append)
-        assert [c.cell.status for c in cells] == ["ok"], f"{cells[0].cell.error}\n{console.text()}"  # LiteRT works in the sandbox
+        # LiteRT works in the sandbox.
+        assert [c.cell.status for c in cells] == ["ok"], f"{cells[0].cell.error}\n{console.text()}"
 
         # Starve the watchdog: a frozen agent is killed and restarted by systemd.
         first_pid = _agent_pid(config_name)
