@@ -81,23 +81,8 @@ class Observer(Protocol):
         """One line about something that went wrong; the run goes on."""
 
 
-class QuietObserver:
-    """An observer that ignores everything."""
-
-    def device_started(self, device: str, cells: int) -> None:
-        """Ignored."""
-
-    def cell_done(self, device: str, cell: Cell) -> None:
-        """Ignored."""
-
-    def device_finished(self, device: str) -> None:
-        """Ignored."""
-
-    def cooling(self, device: str, message: Cooling) -> None:
-        """Ignored."""
-
-    def error(self, line: str) -> None:
-        """Ignored."""
+class QuietObserver(Observer):
+    """An observer that ignores everything (the protocol's own methods do nothing)."""
 
 
 class _RunState:
