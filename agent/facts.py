@@ -9,6 +9,8 @@ from __future__ import annotations
 import glob
 import os
 import platform
+import re
+import shutil
 import socket
 from typing import Optional
 
@@ -65,10 +67,11 @@ def read_facts(root: str = "/") -> Facts:
     sys_root = SysRoot(root)
     runtime = runtimes.detect()
     temp_c = read_temp_c(sys_root)
+    throttled = throttle.read_throttled(sys_root)
     return Facts(
         hostname=_hostname(sys_root),
         board=_board(sys_root),
-        machine=sys_root.read("/proc/sys/kernel/arch") or platform.machine(),
+        machine=_machine(sys_root),
         os=_os_name(sys_root),
         kernel=sys_root.read("/proc/sys/kernel/osrelease") or platform.release(),
         python=platform.python_version(),
@@ -77,27 +80,47 @@ def read_facts(root: str = "/") -> Facts:
         cpu=_cpu(sys_root),
         memory_mb=_memory_mb(sys_root),
         temp_c=temp_c if temp_c is not None else throttle.read_soc_temp_c(),
-        throttled=throttle.read_throttled(),
+        throttled=throttled.value,
+        throttle_problem=throttled.problem,
     )
 
 
 def read_state(sys_root: SysRoot) -> DeviceState:
     """Temperature, CPU clock, governor and throttle flags now (the start of a cell)."""
-    flags = throttle.read_throttled()
+    flags = throttle.read_throttled(sys_root)
+    first = next(iter(cpufreq_dirs(sys_root)), None)
     return DeviceState(temp_c_start=read_temp_c(sys_root), cpu_freq_mhz_start=_cur_freq_mhz(sys_root),
-                       governor=sys_root.read("/sys/devices/system/cpu/cpufreq/policy0/scaling_governor"),
-                       throttled_raw_start=flags.raw if flags else None)
+                       governor=sys_root.read(first + "/scaling_governor") if first else None,
+                       throttled_raw_start=flags.value.raw if flags.value else None,
+                       throttle_source=flags.value.source if flags.value else None,
+                       throttle_problem=flags.problem)
 
 
 def finish_state(sys_root: SysRoot, start: DeviceState) -> DeviceState:
     """`start` completed with the state at the end of a cell, and whether it throttled."""
-    end = throttle.read_throttled()
+    end = throttle.read_throttled(sys_root)
     begin = throttle.decode_throttled(int(start.throttled_raw_start, 16)) if start.throttled_raw_start else None
-    throttled, flags = throttle.throttled_during(begin, end)
+    throttled, flags = throttle.throttled_during(begin, end.value)
     return msgspec.structs.replace(
         start, temp_c_end=read_temp_c(sys_root), cpu_freq_mhz_end=_cur_freq_mhz(sys_root),
-        throttled=throttled or start.throttled, throttle_flags=flags,
-        throttled_raw_end=end.raw if end else None)
+        throttled=True if start.throttled else throttled, throttle_flags=flags,
+        throttled_raw_end=end.value.raw if end.value else None,
+        throttle_source=start.throttle_source or (end.value.source if end.value else None),
+        throttle_problem=start.throttle_problem if throttled is None else None)
+
+
+def state_warning(sys_root: SysRoot, state: Optional[DeviceState]) -> Optional[str]:
+    """A cell's warning when a device that has a throttle word (a Raspberry Pi) could not
+    be read: its cells then say "unknown", and say why, instead of "not throttled"."""
+    if state is None or state.throttle_source is not None or not has_firmware_throttle(sys_root):
+        return None
+    return f"throttle state unreadable ({state.throttle_problem}): throttling during this cell is unknown"
+
+
+def has_firmware_throttle(sys_root: SysRoot) -> bool:
+    """Whether this device's firmware keeps a throttle word (the Raspberry Pi's does)."""
+    return ("raspberry pi" in (_board(sys_root) or "").lower() or throttle.sysfs_node(sys_root) is not None
+            or shutil.which("vcgencmd") is not None)
 
 
 def read_temp_c(sys_root: SysRoot) -> Optional[float]:
@@ -113,6 +136,23 @@ def read_temp_c(sys_root: SysRoot) -> Optional[float]:
         return None
     preferred = [t for is_cpu, t in readings if is_cpu]
     return max(preferred or [t for _, t in readings])
+
+
+def _machine(sys_root: SysRoot) -> str:
+    """The kernel's machine name; for a captured tree without `arch`, what its cores say."""
+    arch = sys_root.read("/proc/sys/kernel/arch")
+    if arch or sys_root.root == "/":
+        return arch or platform.machine()
+    blocks = _cpuinfo(sys_root)
+    flags = " " + " ".join(b.get("flags", "") for b in blocks) + " "
+    arm = {b.get("CPU architecture") for b in blocks} - {None}
+    if "8" in arm:  # a 32-bit kernel on an ARMv8 core says 7
+        return "aarch64"
+    if "7" in arm:
+        return "armv7l"
+    if " lm " in flags:
+        return "x86_64"
+    return "unknown"
 
 
 def _hostname(sys_root: SysRoot) -> str:
@@ -158,21 +198,55 @@ def _cpu(sys_root: SysRoot) -> CpuFacts:
     count = len(processors) or (os.cpu_count() if sys_root.root == "/" else 0) or 0
     models = {int(b["processor"]): _core_model(b) for b in processors if b["processor"].isdigit()}
     model = next((m for m in models.values() if m), None)
-    policies = [_policy(sys_root, path, models)
-                for path in sys_root.glob("/sys/devices/system/cpu/cpufreq/policy*")]
+    policies = [_policy(sys_root, path, models) for path in cpufreq_dirs(sys_root)]
     max_mhz = [p.max_freq_mhz for p in policies if p.max_freq_mhz]
+    governors = list(dict.fromkeys(p.governor for p in policies if p.governor))
     return CpuFacts(
         count=count,
         model=model,
         max_freq_mhz=max(max_mhz) if max_mhz else None,
-        governor=policies[0].governor if policies else None,
+        # Clusters may run different governors: then all of them, in policy order.
+        governor=",".join(governors) or None,
         policies=policies,
     )
 
 
+def cpufreq_dirs(sys_root: SysRoot) -> list[str]:
+    """One cpufreq directory per policy (a cluster of cores sharing a clock).
+
+    `cpu/cpufreq/policyN` where the kernel has it; else `cpu/cpuN/cpufreq` (older and
+    vendor kernels, and copies of /sys made by following links), one per group of
+    `related_cpus`.
+    """
+    base = "/sys/devices/system/cpu"
+    policies = sys_root.glob(base + "/cpufreq/policy[0-9]*")
+    if policies:
+        return sorted(policies, key=_trailing_number)
+    dirs, covered = [], set()
+    for path in sorted(sys_root.glob(base + "/cpu[0-9]*/cpufreq"), key=lambda p: _trailing_number(p[:-8])):
+        cpu = _trailing_number(path[:-8])
+        if cpu in covered:
+            continue
+        dirs.append(path)
+        covered.update(_policy_cpus(sys_root, path) or [cpu])
+    return dirs
+
+
+def _trailing_number(path: str) -> int:
+    digits = re.search(r"(\d+)$", path)
+    return int(digits.group(1)) if digits else -1
+
+
+def _policy_cpus(sys_root: SysRoot, path: str) -> list[int]:
+    text = sys_root.read(path + "/related_cpus") or sys_root.read(path + "/affected_cpus") or ""
+    return [int(c) for c in text.split() if c.isdigit()]
+
+
 def _policy(sys_root: SysRoot, path: str, models: dict) -> CpuPolicy:
     """One cpufreq policy: its cores, their type, clock limits and governor."""
-    cpus = [int(c) for c in (sys_root.read(path + "/related_cpus") or "").split() if c.isdigit()]
+    cpus = _policy_cpus(sys_root, path)
+    if not cpus and "/cpufreq/policy" not in path:
+        cpus = [_trailing_number(path[:-8])]
 
     def mhz(name: str) -> Optional[float]:
         khz = sys_root.read_int(f"{path}/{name}")
@@ -186,7 +260,8 @@ def _policy(sys_root: SysRoot, path: str, models: dict) -> CpuPolicy:
 
 
 def _cur_freq_mhz(sys_root: SysRoot) -> Optional[float]:
-    khz = sys_root.read_int("/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq")
+    first = next(iter(cpufreq_dirs(sys_root)), None)
+    khz = sys_root.read_int(first + "/scaling_cur_freq") if first else None
     return khz / 1000.0 if khz else None
 
 

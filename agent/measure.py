@@ -17,7 +17,7 @@ import msgspec
 from agent import memory, stats
 from agent.coverage import coverage
 from agent.evaluate import evaluate
-from agent.facts import SysRoot, finish_state, read_state
+from agent.facts import SysRoot, finish_state, read_state, state_warning
 from agent.gpu import CompiledModelRunner
 from agent.inputs import random_inputs
 from agent.runtime import DelegateError, Runtime, first_line, make_interpreter
@@ -127,17 +127,17 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
 
     latency = stats.latency_stats(samples)
     cv = stats.coefficient_of_variation(latency)
-    warning = stats.stability_warning(cv)
     peak = memory.peak_rss_mb()
+    state = finish_state(sys_root, cell.device_state)
     cell = msgspec.structs.replace(
         cell,
         status="ok",
         error=None,
         latency_us=latency,
         cv=cv,
-        warnings=[warning] if warning else [],
+        warnings=[w for w in (stats.stability_warning(cv), state_warning(sys_root, state)) if w],
         memory_mb=MemoryMB(init=cell.memory_mb.init, overall=peak - rss_before, peak_rss=peak),
-        device_state=finish_state(sys_root, cell.device_state),
+        device_state=state,
     )
     if not spec.evaluate:
         return cell, None

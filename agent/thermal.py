@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Callable, Optional
 
-from agent.facts import SysRoot, read_temp_c
+from agent.facts import SysRoot, cpufreq_dirs, read_temp_c
 
 log = logging.getLogger("edgebench.agent")
 
@@ -53,7 +53,7 @@ class Governor:
         self.problems: list[str] = []
 
     def __enter__(self) -> Governor:
-        for policy in self.sys_root.glob("/sys/devices/system/cpu/cpufreq/policy*"):
+        for policy in cpufreq_dirs(self.sys_root):
             path = policy + "/scaling_governor"
             current = self.sys_root.read(path)
             if current is None or current == self.governor:

@@ -153,13 +153,13 @@ class DeviceState(Record, kw_only=True):
 
     `throttled` is true when the firmware reported throttling (or under-voltage,
     frequency capping, the soft temperature limit) at either end of the cell, or a
-    since-boot flag appeared during it. `cooled` is false when the cell started hot
-    because the cooldown wait ran out.
+    since-boot flag appeared during it, and null when the throttle word could not be
+    read. `cooled` is false when the cell started hot because the cooldown wait ran out.
     """
 
     temp_c_start: Optional[float] = None
     temp_c_end: Optional[float] = None
-    throttled: bool = False
+    throttled: Optional[bool] = None
     throttle_flags: list[str] = []
     cpu_freq_mhz_start: Optional[float] = None
     cpu_freq_mhz_end: Optional[float] = None
@@ -168,6 +168,10 @@ class DeviceState(Record, kw_only=True):
     cooled: Optional[bool] = None
     throttled_raw_start: Optional[str] = None
     throttled_raw_end: Optional[str] = None
+    # Where the throttle word came from (`sysfs:PATH` or `vcgencmd`); when it could not be
+    # read, `throttled` is null and `throttle_problem` says why.
+    throttle_source: Optional[str] = None
+    throttle_problem: Optional[str] = None
 
 
 class Cell(Record, kw_only=True):
@@ -230,6 +234,7 @@ class Throttled(Record, kw_only=True):
     raw: str
     now: list[str]
     since_boot: list[str]
+    source: Optional[str] = None  # `sysfs:PATH` or `vcgencmd`
 
 
 class AndroidFacts(Record, kw_only=True):
@@ -261,3 +266,4 @@ class Facts(Record, kw_only=True):
     temp_c: Optional[float]
     throttled: Optional[Throttled] = None
     android: Optional[AndroidFacts] = None
+    throttle_problem: Optional[str] = None  # why `throttled` is null

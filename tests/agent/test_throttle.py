@@ -3,6 +3,7 @@
 import pytest
 
 from agent import throttle
+from agent.facts import SysRoot
 from agent.wire.records import Throttled
 
 
@@ -31,4 +32,23 @@ def test_throttling_during_a_cell():
     # A since-boot flag already set at the start is history, not this cell.
     old = throttle.decode_throttled(0x50000)
     assert throttle.throttled_during(old, old) == (False, [])
-    assert throttle.throttled_during(None, None) == (False, [])
+    # Neither end readable: unknown, never "not throttled".
+    assert throttle.throttled_during(None, None) == (None, [])
+
+
+def test_sysfs_word_formats():
+    # The kernel prints the firmware word with %x; some trees carry a 0x prefix.
+    assert throttle.parse_sysfs_word("50000\n") == 0x50000
+    assert throttle.parse_sysfs_word("0x50005") == 0x50005
+    assert throttle.parse_sysfs_word("0") == 0
+    assert throttle.parse_sysfs_word("") is None
+
+
+def test_the_firmware_node_of_newer_device_trees(tmp_path):
+    # Device trees with addressed bus nodes name the firmware soc@ADDRESS:firmware.
+    node = tmp_path / "sys/devices/platform/soc@107c000000/soc@107c000000:firmware"
+    node.mkdir(parents=True)
+    (node / "get_throttled").write_text("80008\n")
+    reading = throttle.read_throttled(SysRoot(str(tmp_path)))
+    assert reading.value.raw == "0x80008" and reading.value.now == ["soft-temp-limit"]
+    assert reading.value.source == "sysfs:/sys/devices/platform/soc@107c000000/soc@107c000000:firmware/get_throttled"
