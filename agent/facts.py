@@ -12,6 +12,8 @@ import platform
 import re
 import shutil
 import socket
+import struct
+import sysconfig
 from typing import Optional
 
 import msgspec
@@ -75,6 +77,7 @@ def read_facts(root: str = "/") -> Facts:
         os=_os_name(sys_root),
         kernel=sys_root.read("/proc/sys/kernel/osrelease") or platform.release(),
         python=platform.python_version(),
+        python_arch=python_arch(),
         runtime=runtime.name if runtime else None,
         runtime_version=runtime.version if runtime else None,
         cpu=_cpu(sys_root),
@@ -139,10 +142,13 @@ def read_temp_c(sys_root: SysRoot) -> Optional[float]:
 
 
 def _machine(sys_root: SysRoot) -> str:
-    """The kernel's machine name; for a captured tree without `arch`, what its cores say."""
+    """The kernel's machine name (as this process sees it: an emulator reports the guest's);
+    for a captured tree, its `arch`, else what its cores say."""
+    if sys_root.root == "/":
+        return platform.machine()
     arch = sys_root.read("/proc/sys/kernel/arch")
-    if arch or sys_root.root == "/":
-        return arch or platform.machine()
+    if arch:
+        return arch
     blocks = _cpuinfo(sys_root)
     flags = " " + " ".join(b.get("flags", "") for b in blocks) + " "
     arm = {b.get("CPU architecture") for b in blocks} - {None}
@@ -153,6 +159,14 @@ def _machine(sys_root: SysRoot) -> str:
     if " lm " in flags:
         return "x86_64"
     return "unknown"
+
+
+def python_arch() -> str:
+    """What this interpreter was built for (`aarch64-linux-gnu`, `arm-linux-gnueabihf`) and
+    its pointer size: a 32-bit Pi OS on a 64-bit kernel has machine `aarch64` but a 32-bit
+    interpreter, which only this tells."""
+    triple = sysconfig.get_config_var("MULTIARCH") or sysconfig.get_config_var("HOST_GNU_TYPE") or platform.machine()
+    return f"{triple} {struct.calcsize('P') * 8}-bit"
 
 
 def _hostname(sys_root: SysRoot) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import struct
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -53,14 +54,20 @@ class RuntimeUnavailable(RuntimeError):
     """No LiteRT interpreter is installed."""
 
 
+def agent_extra() -> str:
+    """The package extra that brings this interpreter a runtime: chosen by its pointer size,
+    because 32-bit Pi OS on a 64-bit kernel reports machine `aarch64` (no ai-edge-litert
+    wheel fits its interpreter; tflite-runtime does)."""
+    return "agent" if struct.calcsize("P") == 8 else "agent-32bit"
+
+
 def require() -> Runtime:
     """The preferred runtime; raise RuntimeUnavailable with install advice when none."""
     runtime = detect()
     if runtime is None:
+        package = "ai-edge-litert" if agent_extra() == "agent" else "tflite-runtime 'numpy<2'"
         raise RuntimeUnavailable(
-            "no LiteRT interpreter installed: pip install ai-edge-litert "
-            "(or tflite-runtime on 32-bit Pi OS)"
-        )
+            f"no LiteRT interpreter installed: pip install 'edgebench[{agent_extra()}]' (or {package})")
     return runtime
 
 

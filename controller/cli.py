@@ -24,7 +24,11 @@ COMMANDS = {
     "quantize": ("quantize", "convert a SavedModel or Keras model into fp32/fp16/dynamic/int8"),
     "keys": ("keys", "CURVE key pairs"),
     "import-log": ("import_log", "store a benchmark_model console log as a result"),
+    "wheelhouse": ("wheelhouse", "wheels for a device's OS and CPU, to copy and install offline"),
 }
+# What the controller needs beyond the agent's own dependencies: an agent-only install
+# (`edgebench[agent]`) has the `controller` command but not these.
+CONTROLLER_ONLY = {"rich", "platformdirs", "matplotlib"}
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
@@ -45,5 +49,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the `controller` command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     command = next((word for word in argv if not word.startswith("-")), "")
-    args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+    try:
+        parser = build_parser(command if command in COMMANDS else "")
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in CONTROLLER_ONLY:
+            raise
+        print(f"controller: this is an agent-only install ({missing} is missing); "
+              "the controller needs pip install 'edgebench[controller]'", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     return args.func(args)

@@ -267,3 +267,4 @@ class Facts(Record, kw_only=True):
     throttled: Optional[Throttled] = None
     android: Optional[AndroidFacts] = None
     throttle_problem: Optional[str] = None  # why `throttled` is null
+    python_arch: Optional[str] = None  # the interpreter's target and pointer size: "aarch64-linux-gnu 64-bit"
