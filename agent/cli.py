@@ -80,6 +80,8 @@ def _install_service(args: argparse.Namespace) -> int:
         user=args.user, config_path=Path(args.config), data_dir=Path(args.data_dir),
         exec_start=args.exec_start or service.default_exec_start(),
         watchdog_s=args.watchdog_sec,
+        sysusers_path=Path(args.sysusers_out), udev_rule_path=Path(args.udev_rule_out),
+        doc_path=Path(args.doc_out),
     )
     unit = service.unit_text(options)
     if args.dry_run:
@@ -138,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--exec-start", help="agent command (default: this installation's `agent`)")
     install.add_argument("--watchdog-sec", type=int, default=service.WATCHDOG_S)
     install.add_argument("--unit-out", help=f"where to write the unit (default {service.UNIT_PATH})")
+    install.add_argument("--sysusers-out", default=str(service.SYSUSERS_PATH),
+                         help="systemd-sysusers file for the user and its device groups")
+    install.add_argument("--udev-rule-out", default=str(service.UDEV_RULE_PATH),
+                         help="udev rule giving phones on USB to the plugdev group")
+    install.add_argument("--doc-out", default=str(service.DOC_PATH), help="where the unit's documentation goes")
     install.add_argument("--dry-run", action="store_true",
                          help="only write the unit (to --unit-out or stdout); no user, no directories")
     install.set_defaults(func=_install_service)

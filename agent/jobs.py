@@ -167,9 +167,9 @@ class JobRunner:
                                 else self._local)
         try:
             with contextlib.ExitStack() as stack:
-                if job.governor:
-                    stack.enter_context(Governor(SysRoot(self.root), job.governor))
-                if not self._run_cells(client, job, backend):
+                governor = stack.enter_context(Governor(SysRoot(self.root), job.governor)) if job.governor \
+                    else None
+                if not self._run_cells(client, job, backend, governor.problems if governor else []):
                     return False
         except Exception as exc:  # an agent fault ends this job, never the job thread
             log.exception("job %s: failed", job.job_id)
@@ -178,8 +178,13 @@ class JobRunner:
         self.send(client, JobDone(job_id=job.job_id))
         return True
 
-    def _run_cells(self, client: bytes, job: RunJob, backend: CellBackend) -> bool:
-        """Run the job's cells in order; False when the runner stopped part way."""
+    def _run_cells(self, client: bytes, job: RunJob, backend: CellBackend, governor_problems: list[str]) -> bool:
+        """Run the job's cells in order; False when the runner stopped part way.
+
+        A governor the job asked for but could not get (a hardened service may not write
+        cpufreq) becomes a warning on each cell, whose device state names the governor it
+        really ran under.
+        """
         for index, spec in zip(job.indices or range(len(job.cells)), job.cells):
             if self._stopping.is_set():
                 log.info("job %s: stopped before cell %d", job.job_id, index)
@@ -190,6 +195,11 @@ class JobRunner:
             cell, evaluation = backend.run(
                 spec, template,
                 lambda pid, index=index: self.send(client, CellStarted(job_id=job.job_id, index=index, pid=pid)))
+            if governor_problems:
+                ran_under = cell.device_state.governor if cell.device_state else None
+                cell = msgspec.structs.replace(cell, warnings=[*cell.warnings, *(
+                    f"governor {job.governor} not set ({problem}); ran under {ran_under or 'an unknown governor'}"
+                    for problem in governor_problems)])
             if cooldown is not None:
                 state = cell.device_state or DeviceState()
                 cell = msgspec.structs.replace(cell, device_state=msgspec.structs.replace(

@@ -5,11 +5,20 @@ The sandbox is as tight as LiteRT, XNNPACK and libzmq allow. Settings left out o
 call sets than `@system-service @resources` break libzmq (it sets thread scheduling).
 `MemoryDenyWriteExecute=yes` suits the CPU interpreter and XNNPACK; a JIT-based GPU
 driver needs a drop-in that turns it off (and `PrivateDevices=no` for /dev/dri).
+
+What a Pi's agent needs from the hardware stays reachable inside the sandbox: the
+firmware mailbox `/dev/vcio` (vcgencmd; group `video`) and USB devices (phones through
+ADB; group `plugdev`, given to them by a udev rule) are bound into the private /dev and
+allowed by the device policy. The throttle word itself is read from sysfs, which needs
+neither. The CPU governor is not writable under `ProtectKernelTunables=yes`: a job that
+asks for one gets a warning on each cell, and every cell records the governor it ran
+under; a root-owned tmpfiles.d line sets it at boot instead (see the README).
 """
 
 from __future__ import annotations
 
 import grp
+import importlib.metadata
 import os
 import pwd
 import shlex
@@ -19,13 +28,20 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from agent.config import default_config_text
 from agent.wire import keys as key_files
 
 UNIT_NAME = "edgebench-agent.service"
 UNIT_PATH = Path("/etc/systemd/system") / UNIT_NAME
+SYSUSERS_PATH = Path("/etc/sysusers.d/edgebench.conf")
+UDEV_RULE_PATH = Path("/etc/udev/rules.d/51-edgebench-android.rules")
+# The README of the installed distribution, written there by `install`.
+DOC_PATH = Path("/usr/share/doc/edgebench/README.md")
 DEFAULT_USER = "edgebench"
+# Groups of the device nodes the agent uses: /dev/vcio (video), phones on USB (plugdev).
+DEVICE_GROUPS = ("video", "plugdev")
 WATCHDOG_S = 30
 # Long enough for the running cell to finish after SIGTERM (a cell is cut at max_secs).
 STOP_TIMEOUT_S = 330
@@ -66,6 +82,21 @@ SystemCallFilter=~@privileged @mount @swap @reboot @raw-io @module @obsolete @cp
 SystemCallErrorNumber=EPERM
 """
 
+_DEVICES = f"""\
+# The Pi's firmware mailbox (vcgencmd) and USB devices (phones through ADB), bound into the
+# private /dev where they exist and let through the closed device policy.
+BindPaths=-/dev/vcio -/dev/bus/usb
+DeviceAllow=/dev/vcio rw
+DeviceAllow=char-usb_device rw
+SupplementaryGroups={" ".join(DEVICE_GROUPS)}
+"""
+
+# Any USB device with an ADB interface (class ff, subclass 42, protocol 01), whatever its vendor.
+UDEV_RULE = """\
+# edgebench agent: Android phones on USB (ADB interface) for the plugdev group.
+SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device", ENV{ID_USB_INTERFACES}=="*:ff4201:*", MODE="0660", GROUP="plugdev"
+"""
+
 
 class InstallError(RuntimeError):
     """The service could not be installed; the message says what to fix."""
@@ -80,6 +111,9 @@ class ServiceOptions:
     data_dir: Path = Path("/var/lib/edgebench")
     exec_start: str = ""
     watchdog_s: int = WATCHDOG_S
+    sysusers_path: Path = SYSUSERS_PATH
+    udev_rule_path: Path = UDEV_RULE_PATH
+    doc_path: Path = DOC_PATH
 
 
 def default_exec_start() -> str:
@@ -101,7 +135,7 @@ def unit_text(options: ServiceOptions) -> str:
     return f"""\
 [Unit]
 Description=edgebench agent (benchmarks LiteRT models on this device)
-Documentation=https://pypi.org/project/edgebench/
+Documentation=file:{options.doc_path}
 After=network-online.target
 Wants=network-online.target
 
@@ -118,7 +152,7 @@ WatchdogSec={options.watchdog_s}
 TimeoutStopSec={STOP_TIMEOUT_S}
 # SIGTERM to the agent only: it lets the running cell's own process finish.
 KillMode=mixed
-{_HARDENING}
+{_HARDENING}{_DEVICES}
 [Install]
 WantedBy=multi-user.target
 """
@@ -131,7 +165,7 @@ def install(options: ServiceOptions, unit_path: Path) -> Iterator[str]:
     """
     if not options.exec_start.startswith("/"):
         raise InstallError(f"ExecStart must be an absolute path, not {options.exec_start!r}")
-    yield from _ensure_user(options.user)
+    yield from _ensure_user(options)
     uid, gid = pwd.getpwnam(options.user).pw_uid, grp.getgrnam(options.user).gr_gid
     config_dir = options.config_path.parent
     allowed_dir = config_dir / "controllers.d"
@@ -151,6 +185,12 @@ def install(options: ServiceOptions, unit_path: Path) -> Iterator[str]:
     if not options.config_path.exists():
         options.config_path.write_text(default_config_text(options.data_dir, config_dir))
         yield f"configuration: {options.config_path}"
+    yield from _udev_rule(options.udev_rule_path)
+    readme = _readme()
+    if readme:
+        options.doc_path.parent.mkdir(parents=True, exist_ok=True)
+        options.doc_path.write_text(readme)
+        yield f"documentation: {options.doc_path}"
     unit_path.write_text(unit_text(options))
     yield f"unit: {unit_path}"
     if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
@@ -159,19 +199,47 @@ def install(options: ServiceOptions, unit_path: Path) -> Iterator[str]:
            f"`systemctl enable --now {UNIT_NAME}`")
 
 
-def _ensure_user(user: str) -> Iterator[str]:
-    try:
-        pwd.getpwnam(user)
-        return
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd")
-    if useradd is None:
-        raise InstallError(f"user {user} does not exist and useradd is not available")
-    nologin = shutil.which("nologin") or "/usr/sbin/nologin"
-    result = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", nologin, user], capture_output=True, text=True, check=False)
+def sysusers_text(user: str) -> str:
+    """systemd-sysusers lines for the service's user and the device groups it joins."""
+    lines = ["# edgebench agent: its system user and the groups of the devices it reads"]
+    lines += [f"g {group} -" for group in DEVICE_GROUPS]
+    if user != "root":
+        lines.append(f'u {user} - "edgebench agent" /nonexistent')
+    return "\n".join(lines) + "\n"
+
+
+def _ensure_user(options: ServiceOptions) -> Iterator[str]:
+    """The user and the device groups, made by systemd-sysusers where missing (and at every
+    boot from then on, which also covers a reset /etc)."""
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        raise InstallError("systemd-sysusers is not available (the agent's unit needs systemd)")
+    options.sysusers_path.parent.mkdir(parents=True, exist_ok=True)
+    options.sysusers_path.write_text(sysusers_text(options.user))
+    result = subprocess.run([sysusers, str(options.sysusers_path)], capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise InstallError(f"useradd {user} failed: {result.stderr.strip()}")
-    yield f"user: {user} (system user, no login)"
+        raise InstallError(f"systemd-sysusers {options.sysusers_path} failed: {result.stderr.strip()}")
+    try:
+        pwd.getpwnam(options.user)
+    except KeyError:
+        raise InstallError(f"user {options.user} does not exist after systemd-sysusers") from None
+    yield f"user {options.user}, groups {', '.join(DEVICE_GROUPS)}: {options.sysusers_path}"
+
+
+def _udev_rule(path: Path) -> Iterator[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(UDEV_RULE)
+    yield f"udev rule for phones on USB: {path}"
+    udevadm = shutil.which("udevadm")
+    if udevadm and Path("/run/udev/control").exists():
+        subprocess.run([udevadm, "control", "--reload"], capture_output=True, check=False)
+        subprocess.run([udevadm, "trigger", "--subsystem-match=usb", "--action=change"], capture_output=True,
+                       check=False)
+
+
+def _readme() -> Optional[str]:
+    try:
+        metadata = importlib.metadata.metadata("edgebench")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return metadata.get_payload() or metadata.get("Description")

@@ -106,3 +106,16 @@ def test_cells_are_pinned_to_the_profile_cpus(tmp_path, tree, family):
     assert pinned.status == "ok"
     (impossible,) = run_cells(tmp_path, tree, family["int8"], None, 0, lambda m: None, cpu_affinity=[4095])
     assert impossible.status == "failed" and impossible.error.startswith("pinning to CPUs failed")
+
+
+def test_a_governor_the_agent_may_not_set_is_a_warning_on_each_cell(tmp_path, tree, family):
+    # As under the hardened unit (ProtectKernelTunables=yes): the kernel refuses the write.
+    # A read-only sysctl refuses even root.
+    node = tree / "sys/devices/system/cpu/cpufreq/policy0/scaling_governor"
+    node.unlink()
+    node.symlink_to("/proc/sys/kernel/osrelease")
+    (cell,) = run_cells(tmp_path, tree, family["int8"], None, 0, lambda m: None, governor="performance")
+    assert cell.status == "ok"
+    (warning,) = [w for w in cell.warnings if w.startswith("governor performance not set")]
+    assert "Permission denied" in warning
+    assert warning.endswith(f"ran under {cell.device_state.governor}")

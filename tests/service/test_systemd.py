@@ -3,6 +3,7 @@ by `systemd-analyze`, and `agent install-service` into a scratch tree."""
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import shutil
@@ -103,8 +104,10 @@ def test_security_gate_rejects_a_bare_unit(tmp_path):
 def test_install_service_creates_config_keys_and_directories(tmp_path):
     etc, data, unit = tmp_path / "etc" / "edgebench", tmp_path / "lib" / "edgebench", tmp_path / "unit.service"
     config = etc / "agent.toml"
+    sysusers, rule, doc = tmp_path / "edgebench.conf", tmp_path / "51-edgebench.rules", tmp_path / "README.md"
     install = [sys.executable, "-m", "agent", "install-service", "--user", "root", "--config", str(config),
-               "--data-dir", str(data), "--unit-out", str(unit)]
+               "--data-dir", str(data), "--unit-out", str(unit), "--sysusers-out", str(sysusers),
+               "--udev-rule-out", str(rule), "--doc-out", str(doc)]
     first = subprocess.run(install, capture_output=True, text=True, timeout=60, check=False)
     assert first.returncode == 0, first.stderr
     assert (etc / "controllers.d").is_dir() and data.is_dir()
@@ -112,6 +115,12 @@ def test_install_service_creates_config_keys_and_directories(tmp_path):
     assert (etc / "agent.key_secret").stat().st_mode & 0o007 == 0
     assert f"--config {config}" in unit.read_text() and f"ReadWritePaths={data}" in unit.read_text()
     assert 'bind = "tcp://0.0.0.0:5555"' in config.read_text()
+    # The device groups exist (systemd-sysusers made any that were missing) and the unit joins them.
+    assert "g plugdev -" in sysusers.read_text()
+    assert {"video", "plugdev"} <= {g.gr_name for g in grp.getgrall()}
+    assert "SupplementaryGroups=video plugdev" in unit.read_text()
+    assert 'ENV{ID_USB_INTERFACES}=="*:ff4201:*"' in rule.read_text() and 'GROUP="plugdev"' in rule.read_text()
+    assert f"Documentation=file:{doc}" in unit.read_text() and doc.read_text().startswith("# edgebench")
 
     # A second install keeps the existing configuration and keys.
     config.write_text(config.read_text().replace('log_level = "info"', 'log_level = "debug"'))
