@@ -64,6 +64,28 @@ class SysRoot:
         return sorted("/" + os.path.relpath(p, base) for p in glob.glob(self.path(pattern)))
 
 
+# Device nodes a Pi's agent uses: the firmware mailbox (vcgencmd) and the USB bus (phones).
+DEVICE_NODES = ("/dev/vcio", "/dev/bus/usb")
+
+
+def device_access(sys_root: SysRoot) -> dict[str, str]:
+    """What this process may do with each of DEVICE_NODES: `rw`, `r`, `no access` or
+    `missing`; for the USB bus, how many device nodes it holds and how many are `rw`."""
+    found = {}
+    for node in DEVICE_NODES:
+        path = sys_root.path(node)
+        if os.path.isdir(path):
+            devices = glob.glob(os.path.join(path, "*", "*"))
+            usable = sum(os.access(d, os.R_OK | os.W_OK) for d in devices)
+            found[node] = f"{len(devices)} devices, {usable} rw"
+        elif not os.path.exists(path):
+            found[node] = "missing"
+        else:
+            found[node] = ("rw" if os.access(path, os.R_OK | os.W_OK) else
+                           "r" if os.access(path, os.R_OK) else "no access")
+    return found
+
+
 def read_facts(root: str = "/") -> Facts:
     """What this device is, as far as a benchmark result needs to say."""
     sys_root = SysRoot(root)
@@ -85,6 +107,7 @@ def read_facts(root: str = "/") -> Facts:
         temp_c=temp_c if temp_c is not None else throttle.read_soc_temp_c(),
         throttled=throttled.value,
         throttle_problem=throttled.problem,
+        devices=device_access(sys_root),
     )
 
 
@@ -96,7 +119,7 @@ def read_state(sys_root: SysRoot) -> DeviceState:
                        governor=sys_root.read(first + "/scaling_governor") if first else None,
                        throttled_raw_start=flags.value.raw if flags.value else None,
                        throttle_source=flags.value.source if flags.value else None,
-                       throttle_problem=flags.problem)
+                       throttle_problem=flags.problem, devices=device_access(sys_root))
 
 
 def finish_state(sys_root: SysRoot, start: DeviceState) -> DeviceState:

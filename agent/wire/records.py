@@ -172,6 +172,8 @@ class DeviceState(Record, kw_only=True):
     # read, `throttled` is null and `throttle_problem` says why.
     throttle_source: Optional[str] = None
     throttle_problem: Optional[str] = None
+    # What the cell could do with the Pi's device nodes (`/dev/vcio`: "rw", "missing", ...).
+    devices: dict[str, str] = {}
 
 
 class Cell(Record, kw_only=True):
@@ -268,3 +270,4 @@ class Facts(Record, kw_only=True):
     android: Optional[AndroidFacts] = None
     throttle_problem: Optional[str] = None  # why `throttled` is null
     python_arch: Optional[str] = None  # the interpreter's target and pointer size: "aarch64-linux-gnu 64-bit"
+    devices: dict[str, str] = {}  # the Pi's device nodes and what the agent may do with them
