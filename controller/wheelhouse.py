@@ -62,10 +62,12 @@ class Wheelhouse:
     wheel: Path
     files: list[str]
     extra: str
+    offline: bool = True  # holds every dependency: the device needs no index
 
     def install_command(self, pip: str = "pip") -> str:
         """The command the device runs in the copied directory."""
-        return f"{pip} install --no-index --find-links . './{self.wheel.name}[{self.extra}]'"
+        index = "--no-index " if self.offline else ""
+        return f"{pip} install {index}--find-links . './{self.wheel.name}[{self.extra}]'"
 
 
 def build_wheel(dest: Path, source: Path = SOURCE) -> Path:
@@ -94,12 +96,15 @@ def download_command(target: Target, requirement: str, dest: Path) -> list[str]:
     return [*command, requirement]
 
 
-def build(target: Target, dest: Path, source: Path = SOURCE, extra: Optional[str] = None) -> Wheelhouse:
-    """Build edgebench's wheel into `dest` and download the binary wheels `target` needs."""
+def build(target: Target, dest: Path, source: Path = SOURCE, extra: Optional[str] = None,
+          deps: bool = True) -> Wheelhouse:
+    """Build edgebench's wheel into `dest` and download the binary wheels `target` needs
+    (all of them or fail naming the first one missing; none with `deps=False`)."""
     wheel = build_wheel(dest, source)
     chosen = extra or target.extra
-    _pip(*download_command(target, f"{wheel}[{chosen}]", dest))
-    return Wheelhouse(directory=dest, wheel=wheel, extra=chosen,
+    if deps:
+        _pip(*download_command(target, f"{wheel}[{chosen}]", dest))
+    return Wheelhouse(directory=dest, wheel=wheel, extra=chosen, offline=deps,
                       files=sorted(p.name for p in dest.iterdir() if p.is_file()))
 
 

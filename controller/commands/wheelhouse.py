@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="; ".join(f"{t.name}: {t.description}" for t in wheelhouse.TARGETS.values()))
     p.add_argument("--out", required=True, help="directory to fill (created if missing)")
     p.add_argument("--extra", help="package extra to resolve (default: the target's agent extra)")
+    p.add_argument("--no-deps", action="store_true",
+                   help="edgebench's wheel only (for a device that gets its dependencies elsewhere)")
     p.set_defaults(func=main)
 
 
@@ -23,7 +25,7 @@ def main(args: argparse.Namespace) -> int:
     """Carry out `controller wheelhouse`; returns the exit status."""
     target = wheelhouse.TARGETS[args.target]
     try:
-        built = wheelhouse.build(target, Path(args.out), extra=args.extra)
+        built = wheelhouse.build(target, Path(args.out), extra=args.extra, deps=not args.no_deps)
     except (wheelhouse.WheelhouseError, OSError) as exc:
         print(f"controller: wheelhouse for {target.name}: {exc}", file=sys.stderr)
         return 2
