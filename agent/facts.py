@@ -20,6 +20,7 @@ import msgspec
 
 from agent import runtime as runtimes
 from agent import throttle
+from agent.sysroot import SysRoot
 from agent.wire.records import CpuFacts, CpuPolicy, DeviceState, Facts
 
 # ARM "CPU part" numbers of the cores edge devices ship with.
@@ -30,38 +31,6 @@ ARM_PARTS = {
     "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd4d": "Cortex-A715", "0xd4e": "Cortex-X3",
     "0xc07": "Cortex-A7", "0xc0f": "Cortex-A15", "0xb76": "ARM1176",
 }
-
-
-class SysRoot:
-    """Reads files below `root` (normally `/`); a missing file reads as None."""
-
-    def __init__(self, root: str = "/"):
-        self.root = root
-
-    def path(self, path: str) -> str:
-        """`path` (absolute on the device) under this root."""
-        return os.path.join(self.root, path.lstrip("/"))
-
-    def read(self, path: str) -> Optional[str]:
-        """The stripped text of a file under the root, or None when unreadable."""
-        try:
-            with open(self.path(path), "rb") as f:
-                return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
-        except OSError:
-            return None
-
-    def read_int(self, path: str) -> Optional[int]:
-        """A file under the root read as an integer, or None."""
-        text = self.read(path)
-        try:
-            return int(text) if text is not None else None
-        except ValueError:
-            return None
-
-    def glob(self, pattern: str) -> list[str]:
-        """Matching paths, relative to the root, sorted."""
-        base = self.path("")
-        return sorted("/" + os.path.relpath(p, base) for p in glob.glob(self.path(pattern)))
 
 
 # Device nodes a Pi's agent uses: the firmware mailbox (vcgencmd) and the USB bus (phones).

@@ -13,12 +13,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
+from agent.sysroot import SysRoot
 from agent.wire.records import Throttled
-
-if TYPE_CHECKING:
-    from agent.facts import SysRoot
 
 # Bit -> flag name; the same four conditions are reported now (bits 0-3) and since boot (16-19).
 FLAGS = {0: "under-voltage", 1: "frequency-capped", 2: "throttled", 3: "soft-temp-limit"}

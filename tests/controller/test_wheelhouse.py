@@ -9,7 +9,7 @@ import sys
 import zipfile
 
 from controller import wheelhouse
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_platform_tags_accept_every_manylinux_the_os_can_run():

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.protocol import CellSpec, Evaluation
-from agent.schema import Settings
+from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.records import Settings
 from controller import wheelhouse
 from controller.client import AgentClient
 from controller.local_agent import LocalAgent, read_line
-from tests.conftest import EXAMPLE_MODELS, ROOT
-from tests.support import arm64_root
+from tests.support import EXAMPLE_MODELS, ROOT, arm64_root
 
 START_TIMEOUT_S = 300.0  # the emulated agent imports numpy and pyzmq at a tenth of native speed
 INSTALL_TIMEOUT_S = 600
