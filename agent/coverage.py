@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from agent.wire.records import DelegateCoverage
+from agent.wire.records import DelegateCoverage, NodeRef
 
 
 def coverage(ops: list[dict], graph_outputs: set[int]) -> Optional[DelegateCoverage]:
@@ -38,4 +38,5 @@ def coverage(ops: list[dict], graph_outputs: set[int]) -> Optional[DelegateCover
                     any(readers.get(t) for t in outputs):
                 taken.add(op["index"])
                 changed = True
-    return DelegateCoverage(delegated_nodes=len(taken), total_nodes=len(nodes), full=len(taken) == len(nodes))
+    left = [NodeRef(index=op["index"], op_type=op["op_name"]) for op in nodes if op["index"] not in taken]
+    return DelegateCoverage(delegated_nodes=len(taken), total_nodes=len(nodes), full=not left, not_delegated=left)

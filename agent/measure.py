@@ -156,6 +156,8 @@ def delegate_coverage(model) -> Optional[DelegateCoverage]:
     if isinstance(model, CompiledModelRunner):
         full = model.fully_accelerated()
         total = model.operator_count
-        return DelegateCoverage(delegated_nodes=total if full else None, total_nodes=total, full=full)
+        # the accelerator says only whether it took everything, not which nodes it left
+        return DelegateCoverage(delegated_nodes=total if full else None, total_nodes=total, full=full,
+                                not_delegated=[] if full else None)
     outputs = {int(d["index"]) for d in model.get_output_details()}
     return coverage(model._get_ops_details(), outputs)

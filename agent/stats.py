@@ -29,8 +29,10 @@ def latency_stats(samples_ns: Sequence[int]) -> Optional[LatencyStats]:
 
 
 def coefficient_of_variation(stats: LatencyStats) -> Optional[float]:
-    """std / mean, or None when the mean is zero."""
-    return stats.std / stats.mean if stats.mean > 0 else None
+    """std / mean, or None when either is unknown or the mean is zero."""
+    if stats.std is None or not stats.mean:
+        return None
+    return stats.std / stats.mean
 
 
 def stability_warning(cv: Optional[float]) -> Optional[str]:

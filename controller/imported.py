@@ -19,18 +19,29 @@ from controller.store import ResultStore
 def imported_facts(device: str) -> Facts:
     """The facts a log alone tells: the name it is filed under and the tool that ran."""
     return Facts(hostname=device, board=None, machine="unknown", os="unknown", kernel="", python="",
-                 runtime=RUNTIME, runtime_version=None, cpu=CpuFacts(count=0), memory_mb=None, temp_c=None)
+                 runtime=RUNTIME, runtime_version=None, cpu=CpuFacts(count=None), memory_mb=None,
+                 temp_c=None)
+
+
+class UnknownThreads(ValueError):
+    """The log does not say how many threads it ran with, and none was given."""
 
 
 def log_cell(text: str, source: models.ModelSource, device: str, delegate: Optional[str],
              threads: Optional[int]) -> Cell:
-    """The cell a console log describes, for the model it measured."""
+    """The cell a console log describes, for the model it measured.
+
+    `delegate` and `threads` are what the user states; the log's own word on the
+    delegate wins (with a warning when they differ). UnknownThreads when neither the
+    log nor the user gives a thread count.
+    """
     parsed = benchmark_log.parse(text)
+    threads = threads or benchmark_log.threads_of(parsed.params)
+    if threads is None:
+        raise UnknownThreads("the log does not say how many threads it ran with: pass --threads N")
     template = Cell(
         device=device, model=source.name, model_sha256=source.sha256, model_size_bytes=source.size,
-        variant=source.variant, delegate=delegate or benchmark_log.delegate_of(parsed.params),
-        threads=threads or benchmark_log.threads_of(parsed.params) or 1, status="failed",
-        error="not parsed",
+        variant=source.variant, delegate=delegate, threads=threads, status="failed", error="not parsed",
     )
     return benchmark_log.to_cell(parsed, template)
 
@@ -38,7 +49,8 @@ def log_cell(text: str, source: models.ModelSource, device: str, delegate: Optio
 def import_log(store: ResultStore, text: str, source: models.ModelSource, device: str,
                delegate: Optional[str] = None, threads: Optional[int] = None,
                tag: Optional[str] = None) -> RunReport:
-    """Store the log as a run of one cell, in the same steps a measured run takes."""
+    """Store the log as a run of one cell, in the same steps a measured run takes
+    (UnknownThreads, before anything is stored, when the thread count is unknown)."""
     cell = log_cell(text, source, device, delegate, threads)
     info = DeviceInfo(agent_version=f"import-log (controller {__version__})", runtime=RUNTIME,
                       runtime_version=None, facts=imported_facts(device))

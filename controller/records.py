@@ -39,7 +39,7 @@ class VariantRow(Record, kw_only=True):
 
     model: str
     variant: Optional[str]
-    delegate: str
+    delegate: Optional[str]  # null when the source did not say
     threads: int
     status: Status
     size_bytes: int
@@ -58,7 +58,7 @@ class Recommendation(Record, kw_only=True):
 
     model: str
     variant: Optional[str]
-    delegate: str
+    delegate: Optional[str]  # null when the source did not say
     threads: int
     p50_us: float
     speedup: Optional[float]
@@ -115,7 +115,7 @@ class CellComparison(Record, kw_only=True):
 
     device: str
     model: str
-    delegate: str
+    delegate: Optional[str]  # null when the source did not say
     threads: int
     verdict: Verdict
     latency_p50: FigureChange

@@ -148,7 +148,8 @@ class ResultStore:
                 "INSERT OR IGNORE INTO cells (run_id, device, model, model_sha256, variant, delegate,"
                 " threads, round, status, p50_us, cell, cell_index, fingerprint)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, cell.device, cell.model, cell.model_sha256, cell.variant, cell.delegate,
+                # delegate is an index column here; the cell document keeps a null delegate null
+                (run_id, cell.device, cell.model, cell.model_sha256, cell.variant, cell.delegate or "",
                  cell.threads, cell.round, cell.status,
                  cell.latency_us.p50 if cell.latency_us else None,
                  msgspec.json.encode(cell).decode(), index, cell.fingerprint)).rowcount

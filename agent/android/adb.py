@@ -24,6 +24,23 @@ AUTH_TIMEOUT_S = 60.0
 TRANSPORT_TIMEOUT_S = 10.0
 
 
+# What to do about the libusb errors a phone on USB runs into. usb1 raises its own
+# exception types (not OSError), bare from opening the device, wrapped by adb-shell
+# (`usb_error`) from transfers.
+_USB_ADVICE = {
+    "USBErrorBusy": "LIBUSB_ERROR_BUSY: another program holds the phone's USB interface, usually an adb "
+                    "server; run `adb kill-server` on the agent's machine and try again",
+    "USBErrorAccess": "LIBUSB_ERROR_ACCESS: the agent's user may not open the USB device; add a udev rule for "
+                      "the phone (e.g. SUBSYSTEM==\"usb\", ATTR{idVendor}==\"18d1\", MODE=\"0660\", "
+                      "GROUP=\"plugdev\" in /etc/udev/rules.d/51-android.rules) and put the user in that group",
+    "USBErrorNoDevice": "LIBUSB_ERROR_NO_DEVICE: the phone was unplugged or rebooted",
+    "USBErrorNotFound": "LIBUSB_ERROR_NOT_FOUND: the phone's ADB interface is gone; is USB debugging still on?",
+    "USBErrorTimeout": "LIBUSB_ERROR_TIMEOUT: the phone stopped answering on USB; check the cable and the phone",
+    "USBErrorPipe": "LIBUSB_ERROR_PIPE: the USB transfer stalled; check the cable, or replug the phone",
+    "USBErrorIO": "LIBUSB_ERROR_IO: the USB transfer failed; check the cable, or replug the phone",
+}
+
+
 class AdbError(RuntimeError):
     """A phone that cannot be reached or used; the message is one line."""
 
@@ -107,10 +124,10 @@ class Phone:
             raise AdbError(f"{self.name} not found on USB ({exc})") from None
         except (OSError, exceptions.AdbConnectionError) as exc:
             self.close()
-            raise AdbError(f"{self.name} not reachable: {_reason(exc)}") from None
+            raise AdbError(usb_problem(self.name, exc) or f"{self.name} not reachable: {_reason(exc)}") from None
         except _adb_failures() as exc:
             self.close()
-            raise AdbError(f"{self.name}: connection failed: {_reason(exc)}") from None
+            raise AdbError(usb_problem(self.name, exc) or f"{self.name}: connection failed: {_reason(exc)}") from None
 
     def _make_device(self) -> Any:
         target = self.target
@@ -145,7 +162,8 @@ class Phone:
                                      read_timeout_s=timeout_s, decode=False)
         except _adb_failures() as exc:
             self.close()
-            raise AdbError(f"{self.name}: connection lost running a command: {_reason(exc)}") from None
+            raise AdbError(usb_problem(self.name, exc)
+                           or f"{self.name}: connection lost running a command: {_reason(exc)}") from None
         return split_exit_marker(raw.decode("utf-8", "replace"))
 
     def push(self, local: Path, remote: str, mode: int = 0o644, timeout_s: float = 120.0) -> None:
@@ -155,7 +173,8 @@ class Phone:
                               read_timeout_s=timeout_s)
         except _adb_failures() as exc:
             self.close()
-            raise AdbError(f"{self.name}: connection lost while pushing {Path(local).name}: {_reason(exc)}") from None
+            raise AdbError(usb_problem(self.name, exc) or
+                           f"{self.name}: connection lost while pushing {Path(local).name}: {_reason(exc)}") from None
 
 
 def _adb_failures() -> tuple[type[Exception], ...]:
@@ -163,7 +182,26 @@ def _adb_failures() -> tuple[type[Exception], ...]:
     share no base class, and the socket and decoding errors underneath."""
     from adb_shell import exceptions
     own = tuple(v for v in vars(exceptions).values() if isinstance(v, type) and issubclass(v, Exception))
-    return (*own, OSError, ValueError, struct.error)
+    return (*own, *_usb_errors(), OSError, ValueError, struct.error)
+
+
+def _usb_errors() -> tuple[type[Exception], ...]:
+    """libusb's exception base class, when USB support is installed."""
+    try:
+        import usb1
+    except ImportError:
+        return ()
+    return (usb1.USBError,)
+
+
+def usb_problem(name: str, exc: BaseException) -> Optional[str]:
+    """One line saying what to do about a libusb error behind `exc`, or None if it is not one."""
+    errors = _usb_errors()
+    usb = exc if errors and isinstance(exc, errors) else getattr(exc, "usb_error", None)
+    if usb is None or not errors or not isinstance(usb, errors):
+        return None
+    advice = _USB_ADVICE.get(type(usb).__name__)
+    return f"{name} on USB: {advice}" if advice else f"{name} on USB: {_reason(usb)}"
 
 
 def _tcp_transport(host: str, port: int) -> Any:

@@ -276,7 +276,8 @@ class ProtocolError(ValueError):
 
 def problem(message: Message, payload: list) -> Optional[str]:
     """What a decoded message breaks beyond its field bounds, or None: payload frames only
-    after a `Chunk` (exactly one), and a job's `indices` one distinct number per cell."""
+    after a `Chunk` (exactly one), a job's `indices` one distinct number per cell, and
+    every setting of a job's cells given."""
     if isinstance(message, Chunk):
         return None if len(payload) == 1 else f"a chunk carries exactly one payload frame, not {len(payload)}"
     if payload:
@@ -284,6 +285,11 @@ def problem(message: Message, payload: list) -> Optional[str]:
     if isinstance(message, RunJob) and message.indices is not None and (
             len(message.indices) != len(message.cells) or len(set(message.indices)) != len(message.indices)):
         return "indices must be distinct non-negative numbers, one per cell"
+    if isinstance(message, RunJob):
+        for spec in message.cells:  # null only marks a setting a tool did not honour, in a stored cell
+            missing = [name for name in spec.settings.__struct_fields__ if getattr(spec.settings, name) is None]
+            if missing:
+                return f"settings must not be null: {', '.join(missing)}"
     return None
 
 

@@ -31,40 +31,55 @@ Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SECONDS)]
 
 
 class Settings(Record, kw_only=True):
-    """How a cell is measured, with `benchmark_model`'s names and defaults."""
+    """How a cell is measured, with `benchmark_model`'s names and defaults.
 
-    warmup_runs: Runs = 1
-    warmup_min_secs: Seconds = 0.5
-    num_runs: Annotated[int, msgspec.Meta(ge=1, le=MAX_RUNS)] = 50
-    min_secs: Seconds = 1.0
-    max_secs: Seconds = 150.0
-    run_delay: Seconds = 0.0
+    In a stored cell a setting is null when the tool that measured it did not honour
+    it (a phone's `benchmark_model` that reported the flag as unconsumed); a request
+    gives every setting (protocol.problem).
+    """
+
+    warmup_runs: Optional[Runs] = 1
+    warmup_min_secs: Optional[Seconds] = 0.5
+    num_runs: Optional[Annotated[int, msgspec.Meta(ge=1, le=MAX_RUNS)]] = 50
+    min_secs: Optional[Seconds] = 1.0
+    max_secs: Optional[Seconds] = 150.0
+    run_delay: Optional[Seconds] = 0.0
 
 
 class WarmupStats(Record, kw_only=True):
-    """The warmup phase: how many invokes and their mean."""
+    """The warmup phase: how many invokes (null when the source printed only the mean) and their mean."""
 
-    count: int
+    count: Optional[int]
     mean_us: Optional[float]
 
 
 class LatencyStats(Record, kw_only=True):
     """Steady-state latency of single invokes, in microseconds.
 
-    `p90` and `p99` are null when the source had no per-invoke times (a
-    `benchmark_model` log reports p5, median and p95 at most).
+    Every figure is null when the source did not give it: a `benchmark_model` log may
+    print only an average, and prints p5, median and p95 at most (never p90 or p99).
     """
 
-    count: int
-    min: float
-    max: float
-    mean: float
-    std: float
-    p50: float
+    count: Optional[int] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    p50: Optional[float] = None
     p90: Optional[float] = None
     p99: Optional[float] = None
     p5: Optional[float] = None
     p95: Optional[float] = None
+
+    @property
+    def centre(self) -> Optional[float]:
+        """The figure comparisons use: the median, or the mean where no median exists."""
+        return self.p50 if self.p50 is not None else self.mean
+
+    @property
+    def centre_is_mean(self) -> bool:
+        """True when `centre` is a mean because the source printed no median."""
+        return self.p50 is None and self.mean is not None
 
 
 class MemoryMB(Record, kw_only=True):
@@ -139,13 +154,66 @@ class PreprocessParity(Record, kw_only=True):
     ok: bool
 
 
+class NodeRef(Record, kw_only=True):
+    """One node of the graph by its index and builtin op type."""
+
+    index: int
+    op_type: str
+
+
 class DelegateCoverage(Record, kw_only=True):
-    """How much of the graph the delegate took; `delegated_nodes` is null when the
-    accelerator only says whether it took everything."""
+    """How much of the graph the delegate took, as far as the source says.
+
+    `delegated_nodes` is null when the accelerator only says whether it took everything;
+    `total_nodes` and `full` are null when the source gives no total; `not_delegated`
+    lists the nodes that stayed outside the delegate, null when unknown.
+    """
 
     delegated_nodes: Optional[int]
-    total_nodes: int
-    full: bool
+    total_nodes: Optional[int]
+    full: Optional[bool]
+    not_delegated: Optional[list[NodeRef]] = None
+
+
+class OpNode(Record, kw_only=True):
+    """One node of a per-op profile; times are per run (all calls), in microseconds.
+
+    `ran_on` is the delegate that executed it (`xnnpack`, `gpu`, ...), `cpu` for the
+    interpreter's own kernels, null when unknown. `share` is its fraction of the summed
+    node time.
+    """
+
+    index: int
+    op_type: str
+    name: Optional[str]
+    ran_on: Optional[str]
+    times_called: Optional[float]
+    avg_us: Optional[float]
+    p50_us: Optional[float]
+    share: Optional[float]
+
+
+class OpTypeTotal(Record, kw_only=True):
+    """All nodes of one op type: how many, and their time per run."""
+
+    op_type: str
+    count: int
+    total_us: Optional[float]
+    share: Optional[float]
+
+
+class OpProfile(Record, kw_only=True):
+    """Where the time of one run goes, node by node and per op type.
+
+    `reconciled` is the summed node time per run over the cell's own p50 (null without
+    a p50): near 1 when the profile accounts for the whole invoke.
+    """
+
+    method: str
+    reconciled: Optional[float]
+    nodes: list[OpNode]
+    by_type: list[OpTypeTotal]
+    warnings: list[str] = []
 
 
 class DeviceState(Record, kw_only=True):
@@ -184,7 +252,7 @@ class Cell(Record, kw_only=True):
     model_sha256: str
     model_size_bytes: int
     variant: Optional[Variant] = None
-    delegate: str
+    delegate: Optional[str]  # null: the source does not say what ran the graph
     threads: int
     round: int = 0
     status: Status
@@ -207,6 +275,7 @@ class Cell(Record, kw_only=True):
     delegate_coverage: Optional[DelegateCoverage] = None
     device_state: Optional[DeviceState] = None
     fingerprint: Optional[str] = None
+    op_profile: Optional[OpProfile] = None
 
 
 class CpuPolicy(Record, kw_only=True):
@@ -221,9 +290,10 @@ class CpuPolicy(Record, kw_only=True):
 
 
 class CpuFacts(Record, kw_only=True):
-    """The CPU: core count, core model, fastest clock and governor."""
+    """The CPU: core count (null when unknown, as for a device known only from an imported log),
+    core model, fastest clock and governor."""
 
-    count: int
+    count: Optional[int]
     model: Optional[str] = None
     max_freq_mhz: Optional[float] = None
     governor: Optional[str] = None

@@ -57,7 +57,7 @@ def _disturbed(cell: Cell) -> bool:
 
 def _rounds(cells: list[Cell]) -> tuple[list[Cell], int]:
     """The usable rounds of one cell (ok, undisturbed) and how many were disturbed."""
-    ok = [c for c in cells if c.status == "ok" and c.latency_us is not None]
+    ok = [c for c in cells if c.status == "ok" and c.latency_us is not None and c.latency_us.centre is not None]
     usable = [c for c in ok if not _disturbed(c)]
     return usable, len(ok) - len(usable)
 
@@ -97,7 +97,9 @@ def compare_cell(key: CellKey, baseline: list[Cell], candidate: list[Cell],
     if {c.fingerprint for c in baseline} != {c.fingerprint for c in candidate} and \
             {c.model_sha256 for c in baseline} == {c.model_sha256 for c in candidate}:
         flags.append("device, runtime or settings changed")
-    latency = _figure([c.latency_us.p50 for c in base], [c.latency_us.p50 for c in cand],
+    if any(c.latency_us.centre_is_mean for c in base + cand):
+        flags.append("compared by mean where no median was printed (benchmark_model logs)")
+    latency = _figure([c.latency_us.centre for c in base], [c.latency_us.centre for c in cand],
                       thresholds.latency_for(model), thresholds.min_rounds)
     # Memory and accuracy hardly vary between rounds: one round each is enough to judge them.
     memory_base = [c.memory_mb.peak_rss for c in base if c.memory_mb and c.memory_mb.peak_rss]

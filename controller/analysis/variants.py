@@ -32,8 +32,8 @@ def rows_for(cells: list[Cell]) -> list[VariantRow]:
         rows.append(VariantRow(
             model=model, variant=first.variant, delegate=delegate, threads=threads,
             status="ok" if ok else "failed", size_bytes=first.model_size_bytes,
-            p50_us=median_or_none([c.latency_us.p50 for c in ok]),
-            p90_us=median_or_none([c.latency_us.p90 for c in ok]),
+            p50_us=median_or_none([c.latency_us.p50 for c in ok if c.latency_us.p50 is not None]),
+            p90_us=median_or_none([c.latency_us.p90 for c in ok if c.latency_us.p90 is not None]),
             init_ms=median_or_none([c.init_ms for c in ok if c.init_ms is not None]),
             peak_mb=median_or_none([c.memory_mb.peak_rss for c in ok if c.memory_mb and c.memory_mb.peak_rss]),
             top1=median_or_none([c.accuracy.top1 for c in ok if c.accuracy]),
@@ -59,7 +59,7 @@ def compare_family(device: str, family: Family, cells: list[Cell],
             row.speedup = ref.p50_us / row.p50_us
         if ref.top1 is not None and row.top1 is not None:
             row.top1_delta = row.top1 - ref.top1
-    rows.sort(key=lambda r: (r.model != reference, r.model, r.delegate, r.threads))
+    rows.sort(key=lambda r: (r.model != reference, r.model, r.delegate or "", r.threads))
     recommendation, statement = recommend(rows, reference, tolerance)
     return FamilyComparison(device=device, family=family.name, reference=reference, tolerance=tolerance,
                             rows=rows, recommendation=recommendation, statement=statement)

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.formats.modelfile import ModelFormatError
 from controller import locations, models
 from controller.commands import print_json, stderr_console, stdout_console
-from controller.imported import import_log
+from controller.imported import UnknownThreads, import_log
 from controller.render.tables import results_table
 from controller.store import ResultStore
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("file", metavar="FILE", help="the console output (adb shell, logcat or a file)")
     p.add_argument("--device", required=True, help="device name the result is filed under")
     p.add_argument("--model", required=True, metavar="PATH", help="the .tflite file the log measured")
-    p.add_argument("--delegate", help="delegate name (default: read from the log's parameters)")
+    p.add_argument("--delegate", help="delegate name, when the log does not say (default: what the log says)")
     p.add_argument("--threads", type=int, help="thread count (default: read from the log's parameters)")
     p.add_argument("--tag", help="label for this run")
     p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
@@ -44,8 +44,12 @@ def main(args: argparse.Namespace) -> int:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         console.print(f"[red]error:[/red] {args.model}: {reason}", highlight=False)
         return 2
-    with ResultStore(args.db or locations.default_db()) as store:
-        report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag)
+    try:
+        with ResultStore(args.db or locations.default_db()) as store:
+            report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag)
+    except UnknownThreads as exc:
+        console.print(f"[red]error:[/red] {args.file}: {exc}", highlight=False)
+        return 2
     if args.json:
         print_json(report)
         console.print(results_table(report))

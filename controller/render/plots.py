@@ -33,7 +33,8 @@ def _png(fig) -> bytes:
 
 
 def _p50(cells: Sequence[Cell]) -> Optional[float]:
-    return median_or_none([c.latency_us.p50 for c in cells if c.status == "ok" and c.latency_us])
+    return median_or_none([c.latency_us.p50 for c in cells
+                           if c.status == "ok" and c.latency_us and c.latency_us.p50 is not None])
 
 
 def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]]) -> Optional[bytes]:
@@ -68,11 +69,13 @@ def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]])
 
 def latency_distribution(run: RunReport) -> Optional[bytes]:
     """Per model and setting: min, p50, p90, p99 and max of single invokes (round 0)."""
-    cells = sorted((c for c in run.cells if c.status == "ok" and c.latency_us and c.round == 0),
-                   key=lambda c: (c.device, c.variant or "", c.model, c.delegate, c.threads))[:24]
+    # A box needs the median and both ends; a log that printed only a mean has none of them.
+    cells = sorted((c for c in run.cells if c.status == "ok" and c.latency_us and c.round == 0
+                    and None not in (c.latency_us.min, c.latency_us.p50, c.latency_us.max)),
+                   key=lambda c: (c.device, c.variant or "", c.model, c.delegate or "", c.threads))[:24]
     if not cells:
         return None
-    stats = [{"label": f"{c.model.removesuffix('.tflite')} ({c.variant or '?'}) {c.delegate} x{c.threads}",
+    stats = [{"label": f"{c.model.removesuffix('.tflite')} ({c.variant or '?'}) {c.delegate or '-'} x{c.threads}",
               "whislo": c.latency_us.min / 1000, "q1": c.latency_us.p50 / 1000, "med": c.latency_us.p50 / 1000,
               "q3": (c.latency_us.p90 or c.latency_us.p50) / 1000,
               "whishi": (c.latency_us.p99 or c.latency_us.max) / 1000, "fliers": [c.latency_us.max / 1000]}
@@ -92,7 +95,7 @@ def thread_scaling(run: RunReport) -> Optional[bytes]:
     lines: dict[str, dict[tuple[str, str], dict[int, list[Cell]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     for cell in run.cells:
-        lines[cell.delegate][(cell.device, cell.model)][cell.threads].append(cell)
+        lines[cell.delegate or "-"][(cell.device, cell.model)][cell.threads].append(cell)
     if not any(len(by_threads) > 1 for per_delegate in lines.values() for by_threads in per_delegate.values()):
         return None
     delegates = sorted(lines)

@@ -47,7 +47,7 @@ class ProgressDisplay:
         task = self._tasks.get(device)
         if task is not None:
             self.progress.update(task, advance=1,
-                                 last=f"{cell.model} {cell.delegate} x{cell.threads}")
+                                 last=f"{cell.model} {cell.delegate or '-'} x{cell.threads}")
 
     def cooling(self, device: str, message: Cooling) -> None:
         """Show the cooldown wait on the device's bar."""

@@ -41,9 +41,9 @@ def write_csv(run: RunReport, out: io.TextIOBase) -> None:
 
 def _cell_rows(run: RunReport) -> list[list[str]]:
     rows = []
-    for c in sorted(run.cells, key=lambda c: (c.device, c.model, c.delegate, c.threads, c.round)):
+    for c in sorted(run.cells, key=lambda c: (c.device, c.model, c.delegate or "", c.threads, c.round)):
         latency = c.latency_us
-        rows.append([c.device, c.model, c.variant or "-", c.delegate, str(c.threads), str(c.round),
+        rows.append([c.device, c.model, c.variant or "-", c.delegate or "-", str(c.threads), str(c.round),
                      format_us(latency.p50 if latency else None), format_us(latency.p90 if latency else None),
                      format_us(c.init_ms * 1000 if c.init_ms is not None else None),
                      format_mb(c.memory_mb.peak_rss if c.memory_mb else None),
@@ -60,7 +60,8 @@ def _fact_rows(run: RunReport) -> list[list[str]]:
     rows = []
     for name, info in sorted(run.devices.items()):
         f = info.facts
-        rows.append([name, f.board or f.machine, f"{f.cpu.count} x {f.cpu.model or '?'}"
+        cores = f.cpu.count if f.cpu.count is not None else "?"
+        rows.append([name, f.board or f.machine, f"{cores} x {f.cpu.model or '?'}"
                      + (f" @ {f.cpu.max_freq_mhz:.0f} MHz" if f.cpu.max_freq_mhz else ""),
                      f"{f.memory_mb} MB" if f.memory_mb else "-", f.os, f.kernel,
                      f"{info.runtime or '-'} {info.runtime_version or ''}".strip(),

@@ -14,7 +14,7 @@ from controller.render.format import format_fraction, format_mb, format_us
 
 def sort_key(cell: Cell) -> tuple:
     """Rows that are compared sit next to each other: per model, delegate, threads."""
-    return (cell.device, cell.model, cell.delegate, cell.threads, cell.round)
+    return (cell.device, cell.model, cell.delegate or "", cell.threads, cell.round)
 
 
 def results_table(report: RunReport) -> Table:
@@ -36,7 +36,7 @@ def results_table(report: RunReport) -> Table:
     for cell in sorted(report.cells, key=sort_key):
         latency = cell.latency_us
         row: list[str] = [cell.device] if many_devices else []
-        row += [cell.model, cell.variant or "-", cell.delegate, str(cell.threads)]
+        row += [cell.model, cell.variant or "-", cell.delegate or "-", str(cell.threads)]
         if many_rounds:
             row.append(str(cell.round))
         row += [
@@ -81,7 +81,7 @@ def variants_table(comparison: FamilyComparison) -> Table:
         chosen = pick is not None and (row.model, row.delegate, row.threads) == (
             pick.model, pick.delegate, pick.threads)
         table.add_row(
-            ("★ " if chosen else "") + row.model, row.variant or "-", row.delegate, str(row.threads),
+            ("★ " if chosen else "") + row.model, row.variant or "-", row.delegate or "-", str(row.threads),
             f"{row.size_bytes / 1000:.0f} KB", format_us(row.p50_us), format_us(row.p90_us),
             format_us(row.init_ms * 1000 if row.init_ms is not None else None), format_mb(row.peak_mb),
             format_fraction(row.top1),
@@ -117,7 +117,7 @@ def _memory(figure: Optional[FigureChange]) -> str:
 
 def _rows(report: RegressReport) -> list[CellComparison]:
     order = {verdict: i for i, verdict in enumerate(VERDICTS)}
-    return sorted(report.cells, key=lambda c: (order[c.verdict], c.device, c.model, c.delegate, c.threads))
+    return sorted(report.cells, key=lambda c: (order[c.verdict], c.device, c.model, c.delegate or "", c.threads))
 
 
 def _summary(report: RegressReport) -> str:
@@ -136,7 +136,7 @@ def regress_table(report: RegressReport) -> Table:
         latency = cell.latency_p50
         table.add_row(
             f"[{_STYLE[cell.verdict]}]{cell.verdict}[/]" if _STYLE[cell.verdict] else cell.verdict,
-            cell.device, cell.model, cell.delegate, str(cell.threads), _latency(latency),
+            cell.device, cell.model, cell.delegate or "-", str(cell.threads), _latency(latency),
             _change(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
             _memory(cell.memory_peak),
             _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags))
@@ -152,7 +152,7 @@ def regress_markdown(report: RegressReport) -> str:
     for cell in _rows(report):
         verdict = f"**{cell.verdict}**" if cell.verdict == "REGRESSION" else cell.verdict
         lines.append(" | ".join([
-            f"| {verdict}", cell.device, f"`{cell.model}`", cell.delegate, str(cell.threads),
+            f"| {verdict}", cell.device, f"`{cell.model}`", cell.delegate or "-", str(cell.threads),
             _latency(cell.latency_p50), _change(cell.latency_p50), _memory(cell.memory_peak),
             _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags) + " |"]))
     for title, keys in (("Only in the baseline", report.only_in_baseline),

@@ -43,3 +43,12 @@ def test_newer_peers_extra_fields_are_ignored():
 
 def test_ping_is_small():
     assert len(protocol.encode(Ping(seq=1))[1]) < 32
+
+
+def test_a_job_with_a_null_setting_is_refused():
+    # null marks a setting a phone's tool did not honour in a stored cell; a request gives them all
+    spec = CellSpec(model_sha256="a" * 64, model_name="m.tflite", delegate="cpu", threads=1,
+                    settings=Settings(num_runs=None))
+    assert protocol.problem(RunJob(job_id="j", cells=[spec]), []) == "settings must not be null: num_runs"
+    fine = CellSpec(model_sha256="a" * 64, model_name="m.tflite", delegate="cpu", threads=1, settings=Settings())
+    assert protocol.problem(RunJob(job_id="j", cells=[fine]), []) is None

@@ -97,3 +97,16 @@ def test_thresholds_parse(text, value):
 def test_a_bad_threshold_is_refused():
     with pytest.raises(ValueError):
         parse_percent("five")
+
+
+def test_cells_from_logs_without_a_median_are_compared_by_mean_and_say_so():
+    def mean_only(mean: float, round_: int) -> Cell:
+        return Cell(device="phone", model="m.tflite", model_sha256="a" * 64, model_size_bytes=10, delegate=None,
+                    threads=4, round=round_, status="ok",
+                    latency_us=LatencyStats(count=50, min=mean * 0.99, max=mean * 1.02, mean=mean, std=5.0))
+    base = run("b", [mean_only(v, i) for i, v in enumerate([1000, 1010, 990, 1005, 995])])
+    cand = run("c", [mean_only(v, i) for i, v in enumerate([1200, 1190, 1210, 1205, 1195])])
+    (only,) = compare(base, cand, Thresholds()).cells
+    assert only.verdict == "REGRESSION" and only.delegate is None
+    assert only.latency_p50.baseline == pytest.approx(1000)
+    assert any("compared by mean" in flag for flag in only.flags)

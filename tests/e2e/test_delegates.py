@@ -46,7 +46,8 @@ def test_cpu_and_xnnpack_say_which_ran(tmp_path, profiles):
     cells = by_delegate(doc, MOBILENET.name)
     assert cells["cpu"]["status"] == cells["xnnpack"]["status"] == "ok"
     assert cells["cpu"]["delegate_coverage"] is None  # plain interpreter kernels
-    assert cells["xnnpack"]["delegate_coverage"] == {"delegated_nodes": 65, "total_nodes": 65, "full": True}
+    assert cells["xnnpack"]["delegate_coverage"] == {"delegated_nodes": 65, "total_nodes": 65, "full": True,
+                                                     "not_delegated": []}
 
 
 def test_partial_delegation_is_reported_and_can_be_refused(tmp_path, profiles):
@@ -54,6 +55,9 @@ def test_partial_delegation_is_reported_and_can_be_refused(tmp_path, profiles):
     doc = run_on(profiles, tmp_path / "r.sqlite", "--models", str(model), "--delegates", "xnnpack")
     coverage = doc["cells"][0]["delegate_coverage"]
     assert coverage["full"] is False and 0 < coverage["delegated_nodes"] < coverage["total_nodes"]
+    left = coverage["not_delegated"]
+    assert len(left) == coverage["total_nodes"] - coverage["delegated_nodes"]
+    assert all(isinstance(node["index"], int) and node["op_type"] for node in left)
     strict = run_on(profiles, tmp_path / "r.sqlite", "--models", str(model), "--delegates", "xnnpack",
                     "--require-full-delegation")
     (cell,) = strict["cells"]

@@ -1,4 +1,4 @@
-"""`benchmark_model` console logs in each format it has printed, written from the formats."""
+"""Hand-written `benchmark_model` logs for edge cases; real logs live in tests/fixtures/benchmark_logs."""
 
 # TF 2.14+ on a phone through `adb shell`: INFO prefixes, p5/median/p95, the newer summary,
 # the footprint delta and the periodic-monitoring peak, XNNPACK fully applied.

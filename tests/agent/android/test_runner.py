@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,21 @@ def cache(tmp_path) -> ModelCache:
     return ModelCache(tmp_path / "agent" / "models")
 
 
+def direct_p50(model: Path, threads: int, runs: int = 20) -> float:
+    """The median invoke time in us of the model run here with LiteRT, for a sanity factor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model), num_threads=threads)
+    interpreter.allocate_tensors()
+    interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        interpreter.invoke()
+        times.append((time.perf_counter_ns() - start) / 1e3)
+    return statistics.median(times)
+
+
 def spec(sha: str, delegate: str = "xnnpack", threads: int = 2) -> CellSpec:
     return CellSpec(model_sha256=sha, model_name="digits.tflite", delegate=delegate, threads=threads,
                     settings=QUICK)
@@ -57,21 +74,23 @@ def test_cells_run_with_their_flags_and_files_are_pushed_once(phone, runner, cac
     ok = run(runner, target, spec(model_sha, "xnnpack", 2))
     assert ok.status == "ok", ok.error
     assert ok.runtime == "benchmark_model" and ok.settings == QUICK
-    assert ok.latency_us.count == 5 and ok.latency_us.p50 == 500  # 2000 us / 2 threads * 0.5 (XNNPACK)
-    assert ok.init_ms == pytest.approx(4.5) and ok.memory_mb.peak_rss == pytest.approx(9.125)
+    lat = ok.latency_us
+    assert lat.count == 5 and lat.min <= lat.p50 <= lat.max  # the stand-in ran the real interpreter 5 times
+    assert ok.init_ms > 0 and ok.memory_mb.overall is not None
+    assert ok.memory_mb.peak_rss is None  # the tool prints no periodic peak unless asked
     assert ok.device_state.temp_c_start == pytest.approx(41.5)
     assert ok.device_state.cpu_freq_mhz_end == pytest.approx(2400)
     assert ok.model_size_bytes == 1234 and ok.delegate == "xnnpack" and ok.threads == 2
 
     gpu = run(runner, target, spec(model_sha, "gpu", 1))
-    assert gpu.status == "ok", gpu.error
-    assert (gpu.delegate_coverage.delegated_nodes, gpu.delegate_coverage.total_nodes) == (5, 7)
+    assert gpu.status == "failed" and gpu.error == "Failed to apply GPU delegate."  # no GPU delegate here
 
     nnapi = run(runner, target, spec(model_sha, "nnapi", 1))
     assert nnapi.status == "failed" and nnapi.error == "Failed to apply NNAPI delegate."
 
     after = run(runner, target, spec(model_sha, "cpu", 1))
-    assert after.status == "ok" and after.latency_us.p50 == 2000
+    assert after.status == "ok" and after.delegate == "cpu"  # "Use xnnpack: [0]" and no delegate line
+    assert after.latency_us.count == 5 and after.latency_us.min <= after.latency_us.p50 <= after.latency_us.max
 
     pushes = [c for c in phone.commands if c.startswith("mv -f")]
     assert len(pushes) == 2  # the binary and the model, once each
@@ -82,6 +101,19 @@ def test_cells_run_with_their_flags_and_files_are_pushed_once(phone, runner, cac
     model_on_phone = phone.device_path(f"/data/local/tmp/edgebench/models/{model_sha}.tflite")
     assert model_on_phone.read_bytes() == cache.path(model_sha).read_bytes()
     assert phone.connections == 1  # one connection for all cells
+
+
+def test_phone_p50_is_within_a_factor_of_a_direct_interpreter_run(phone, runner, cache, stand_in):
+    model = EXAMPLE_MODELS / "mobilenet_v2_035_96_fp32.tflite"
+    target = AndroidTarget(address=phone.address, binary_sha256=cached(cache, stand_in, "binary"))
+    settings = Settings(warmup_runs=2, warmup_min_secs=0, num_runs=20, min_secs=0, max_secs=10)
+    cell_spec = CellSpec(model_sha256=cached(cache, model), model_name=model.name, delegate="xnnpack", threads=1,
+                         settings=settings)
+    cell = run(runner, target, cell_spec)
+    assert cell.status == "ok", cell.error
+    assert cell.latency_us.count == 20
+    direct = direct_p50(model, 1)  # the same model, timed here in the same test
+    assert direct / 10 <= cell.latency_us.p50 <= direct * 10
 
 
 def test_phone_facts_have_the_contract_shape(phone, runner):
