@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from agent.wire.records import Settings  # noqa: E402
 from controller.analysis.regress import Thresholds, compare, parse_percent  # noqa: E402
 from controller.runner import RunRequest, run  # noqa: E402
-from controller.store import ResultStore  # noqa: E402
+from controller.store import open_store  # noqa: E402
 
 DEFAULT_MODELS = [str(p) for p in sorted((ROOT / "examples" / "models").glob("*.tflite"))]
 
@@ -40,7 +40,7 @@ def main() -> int:
     alarms = []
     with tempfile.TemporaryDirectory() as scratch:
         os.environ["XDG_DATA_HOME"] = scratch  # a private local agent and model cache
-        with ResultStore(Path(scratch) / "quiet.sqlite") as store:
+        with open_store(Path(scratch) / "quiet.sqlite") as store:
             previous = None
             for number in range(args.runs):
                 report = run(RunRequest(devices=["local"], models=args.models, rounds=args.rounds, tag="quiet",

@@ -29,7 +29,7 @@ from controller.local_agent import LocalAgent
 from controller.records import RunReport
 from controller.runner import RunRequest
 from controller.runner import run as run_request
-from controller.store import ResultStore
+from controller.store import ResultStore, open_store
 
 NAME = "fanout"
 DELEGATES = ["xnnpack", "cpu"]
@@ -94,7 +94,7 @@ def run(quick: bool) -> list[Figure]:
         for name in names:
             write_profile(profiles, name, agents.enter_context(LocalAgent(tmp / name)).endpoint)
         with environment(EDGEBENCH_PROFILES=str(profiles), EDGEBENCH_DB=str(tmp / "results.sqlite")), \
-                ResultStore(tmp / "results.sqlite") as store:
+                open_store(tmp / "results.sqlite") as store:
             measure(store, names)  # warm-up: every agent starts its fork server and caches the model
             one = measure(store, names[:1])
             fan = measure(store, names[1:])

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import Optional
 
 from controller import __version__
+from controller.store import StoreError
 
 # Command name -> (module under controller.commands, one-line help).
 COMMANDS = {
@@ -25,10 +27,18 @@ COMMANDS = {
     "keys": ("keys", "CURVE key pairs"),
     "import-log": ("import_log", "store a benchmark_model console log as a result"),
     "wheelhouse": ("wheelhouse", "wheels for a device's OS and CPU, to copy and install offline"),
+    "export": ("export", "stored runs as JSON Lines on stdout (one run document a line)"),
+    "import": ("import_runs", "store the runs of a `controller export` file (idempotent)"),
 }
 # What the controller needs beyond the agent's own dependencies: an agent-only install
 # (`edgebench[agent]`) has the `controller` command but not these.
 CONTROLLER_ONLY = {"rich", "platformdirs", "matplotlib"}
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="log more (repeat for debug detail)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="log errors only")
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
@@ -36,13 +46,25 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="controller", description="edgebench: benchmark LiteRT models on edge devices")
     parser.add_argument("--version", action="version", version=f"edgebench controller {__version__}")
+    _add_verbosity(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         if command is None or name == command:
             importlib.import_module(f"controller.commands.{module}").register(sub, name, help_text)
         else:
             sub.add_parser(name, help=help_text)
+    # `controller -v run ...` and `controller run -v ...` both work: the command's copy
+    # sets the value only when given.
+    for subparser in sub.choices.values():
+        _add_verbosity(subparser, argparse.SUPPRESS)
     return parser
+
+
+def log_level(verbose: Optional[int], quiet: Optional[bool]) -> int:
+    """The logging level the flags ask for: warnings by default."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbose or 0, logging.DEBUG)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -59,4 +81,10 @@ def main(argv: Optional[list[str]] = None) -> int:
               "the controller needs pip install 'edgebench[controller]'", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    return args.func(args)
+    logging.basicConfig(level=log_level(args.verbose, args.quiet), stream=sys.stderr,
+                        format="controller: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except StoreError as exc:
+        print(f"controller: error: {exc}", file=sys.stderr)
+        return 2

@@ -13,6 +13,7 @@ import msgspec
 
 from agent.formats.tomlfile import TomlFileError, read_toml
 from agent.wire.protocol import CellSpec
+from controller import locations
 
 TRANSPORTS = ("local", "zmq", "adb")
 
@@ -78,11 +79,13 @@ class Profile:
 
 
 def search_dirs() -> list[Path]:
-    """Profile directories in lookup order: `EDGEBENCH_PROFILES`, then the shipped ones."""
+    """Profile directories in lookup order: `EDGEBENCH_PROFILES`, the user's own
+    (`~/.config/edgebench/profiles` on Linux), then the shipped ones."""
     dirs = []
     env = os.environ.get("EDGEBENCH_PROFILES")
     if env:
         dirs.append(Path(env))
+    dirs.append(locations.user_profiles_dir())
     dirs.append(Path(str(resources.files("device_profiles"))))
     return dirs
 

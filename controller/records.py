@@ -77,9 +77,15 @@ class FamilyComparison(Record, kw_only=True):
     statement: str
 
 
+# Version of the run document's shape (`schema_version`); bumped when a field changes
+# meaning or is dropped, not when an optional field is added.
+RUN_SCHEMA_VERSION = 1
+
+
 class RunReport(Record, kw_only=True):
     """The document `controller run --json` prints."""
 
+    schema_version: int = RUN_SCHEMA_VERSION
     run_id: str
     tag: Optional[str]
     started_at: str
@@ -150,6 +156,7 @@ def now_iso() -> str:
 
 
 def new_run_id() -> str:
-    """A run id, sortable and unique: UTC time plus a random suffix."""
+    """A run id, sortable and unique across hosts: UTC time plus 48 random bits (controllers
+    sharing one database start runs in the same second; the store refuses an id it has already)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    return f"{stamp}-{secrets.token_hex(6)}"

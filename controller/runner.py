@@ -91,11 +91,11 @@ class _RunState:
 
     def __init__(self, request: RunRequest, store: ResultStore, observer: Observer,
                  sources: list[ModelSource], errors: list[str], evaluation: RunEvaluation,
-                 dataset: Optional[PreparedDataset]):
+                 dataset: Optional[PreparedDataset], run_id: str):
         self.request, self.store, self.observer = request, store, observer
         self.sources = sources
         self.evaluation, self.dataset = evaluation, dataset
-        self.report = RunReport(run_id=new_run_id(), tag=request.tag, started_at=now_iso(),
+        self.report = RunReport(run_id=run_id, tag=request.tag, started_at=now_iso(),
                                 finished_at=None, devices={}, transfer=Transfer(), cells=[],
                                 errors=list(errors), meta=dict(request.meta))
         self.missing = 0
@@ -299,10 +299,12 @@ def resume(ref: str, store: ResultStore, observer: Optional[Observer] = None) ->
 
 
 def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = None,
-        resume_id: Optional[str] = None) -> RunReport:
+        resume_id: Optional[str] = None, run_id: Optional[str] = None) -> RunReport:
     """Measure the request's matrix on every device; returns the finished run.
 
     With `resume_id`, continue that stored run: cells it has are neither measured nor stored again.
+    `run_id` names a new run (default: a fresh id), so that a caller that is interrupted
+    can find its own run in a database other controllers write to as well.
     """
     observer = observer or QuietObserver()
     sources, errors = models.resolve(request.models)
@@ -320,7 +322,7 @@ def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = 
     for line in problems + evaluation.problems:
         observer.error(line)
     state = _RunState(request, store, observer, sources, errors + problems + evaluation.problems,
-                      evaluation, dataset)
+                      evaluation, dataset, run_id or new_run_id())
     if resume_id is None:
         store.start_run(state.report.run_id, request.tag, state.report.started_at, request.meta)
         # Absolute model paths, so that a resume from another directory finds the same files.

@@ -8,6 +8,12 @@ import sys
 import msgspec
 from rich.console import Console
 
+from controller import locations
+from controller.store import ResultStore, open_store
+
+DB_HELP = ("results database: a SQLite file or postgresql://user@host:port/db "
+           "(default: EDGEBENCH_DB or the user data dir)")
+
 
 def comma_list(text: str) -> list[str]:
     """`a,b,c` as a list, ignoring empty items."""
@@ -23,6 +29,15 @@ def comma_ints(text: str) -> list[int]:
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def open_results(args: argparse.Namespace, must_exist: bool = False) -> ResultStore:
+    """The store `--db` names, else `EDGEBENCH_DB`, else the default file.
+
+    `must_exist` for commands that only read: a missing SQLite file is then an error,
+    not a new empty database.
+    """
+    return open_store(args.db or locations.default_db(), must_exist=must_exist)
 
 
 def print_json(record) -> None:

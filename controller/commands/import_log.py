@@ -6,11 +6,10 @@ import argparse
 from pathlib import Path
 
 from agent.formats.modelfile import ModelFormatError
-from controller import locations, models
-from controller.commands import print_json, stderr_console, stdout_console
+from controller import models
+from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
 from controller.imported import UnknownThreads, import_log
 from controller.render.tables import results_table
-from controller.store import ResultStore
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -22,7 +21,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--delegate", help="delegate name, when the log does not say (default: what the log says)")
     p.add_argument("--threads", type=int, help="thread count (default: read from the log's parameters)")
     p.add_argument("--tag", help="label for this run")
-    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the run as one JSON document")
     p.set_defaults(func=main)
 
@@ -45,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {args.model}: {reason}", highlight=False)
         return 2
     try:
-        with ResultStore(args.db or locations.default_db()) as store:
+        with open_results(args) as store:
             report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag)
     except UnknownThreads as exc:
         console.print(f"[red]error:[/red] {args.file}: {exc}", highlight=False)

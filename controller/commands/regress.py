@@ -7,9 +7,9 @@ import sys
 
 import msgspec
 
-from controller import locations
 from controller.analysis import regress
-from controller.commands import print_json, stderr_console, stdout_console
+from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller.render import annotations, junit
 from controller.render.tables import regress_markdown, regress_table
 from controller.store import ResultStore, RunNotFound
 
@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="exit 1 on a confirmed regression (default) or never")
     p.add_argument("--markdown", nargs="?", const="-", metavar="OUT.md",
                    help="also write a Markdown summary (to stdout without a path), e.g. for a CI job summary")
-    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--junit", metavar="OUT.xml",
+                   help="also write a JUnit XML report: a test case per cell, a failure per regression")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the comparison as one JSON document")
     p.set_defaults(func=main)
 
@@ -55,7 +57,8 @@ def resolve_pair(store: ResultStore, baseline: str, candidate: str) -> tuple[str
     """Run ids for the two references; `last-good` is relative to the candidate's tag."""
     candidate_id = store.resolve(candidate)
     if baseline == "last-good":
-        return store.last_good(store.load_run(candidate_id).tag, before=candidate_id), candidate_id
+        run = store.load_run(candidate_id)
+        return store.last_good(run.tag, before=candidate_id, devices=sorted(run.devices)), candidate_id
     return store.resolve(baseline), candidate_id
 
 
@@ -67,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    with ResultStore(args.db or locations.default_db()) as store:
+    with open_results(args, must_exist=True) as store:
         try:
             baseline_id, candidate_id = resolve_pair(store, args.baseline, args.candidate)
         except RunNotFound as exc:
@@ -81,6 +84,13 @@ def main(args: argparse.Namespace) -> int:
         store.record_check(candidate_id, baseline_id, report.regressed, msgspec.json.encode(report).decode())
     if not candidate.complete:
         console.print(f"[yellow]warning:[/yellow] candidate run {candidate_id} is incomplete")
+    if args.junit:
+        with open(args.junit, "w", encoding="utf-8") as f:
+            f.write(junit.to_xml(report))
+    if annotations.in_github_actions():
+        # stderr: stdout may carry the one JSON document; the runner reads commands on both.
+        for line in annotations.lines(report):
+            print(line, file=sys.stderr)
     if args.json:
         print_json(report)
     # stdout carries one document: the JSON, else the Markdown when it goes there, else the table.

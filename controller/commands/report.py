@@ -6,12 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from controller import locations
-from controller.commands import stderr_console, stdout_console
+from controller.commands import DB_HELP, open_results, stderr_console, stdout_console
 from controller.history import HISTORY_RUNS, load_history
 from controller.render import report
 from controller.render.tables import results_table, variants_table
-from controller.store import ResultStore, RunNotFound
+from controller.store import RunNotFound
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -23,7 +22,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--csv", metavar="OUT.csv", help="one row per cell ('-' for stdout)")
     p.add_argument("--history", type=int, default=HISTORY_RUNS, metavar="N",
                    help=f"runs of the same tag in the trend (default {HISTORY_RUNS})")
-    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--db", help=DB_HELP)
     p.set_defaults(func=main)
 
 
@@ -37,7 +36,7 @@ def _write(path: str, text: str) -> None:
 def main(args: argparse.Namespace) -> int:
     """Carry out `controller report`; returns the exit status."""
     console = stderr_console()
-    with ResultStore(args.db or locations.default_db()) as store:
+    with open_results(args, must_exist=True) as store:
         try:
             history = load_history(store, args.run, max(1, args.history))
         except RunNotFound as exc:

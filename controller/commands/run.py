@@ -7,20 +7,22 @@ import signal
 
 from agent.formats.preprocess import PreprocessError, load_spec
 from agent.wire.records import Settings
-from controller import families, locations, profiles
+from controller import families, profiles
 from controller.analysis import variants
 from controller.commands import (
+    DB_HELP,
     comma_ints,
     comma_list,
+    open_results,
     print_json,
     stderr_console,
     stdout_console,
 )
-from controller.records import RunReport
+from controller.records import RunReport, new_run_id
 from controller.render.progress import ProgressDisplay
 from controller.render.tables import results_table, variants_table
 from controller.runner import NothingToMeasure, RunRequest, resume, run
-from controller.store import ResultStore, RunNotFound
+from controller.store import RunNotFound
 
 _DEFAULTS = Settings()
 
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="free-form run metadata, e.g. commit=abc123 (repeatable)")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="finish an interrupted run: collect what agents kept, measure what is missing")
-    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the run as one JSON document")
     p.set_defaults(func=main)
 
@@ -111,14 +113,20 @@ def main(args: argparse.Namespace) -> int:
     # SIGTERM (a CI job cancelled, systemd stopping a timer's service) ends the run like
     # Ctrl-C: what is stored stays, and the run is marked incomplete.
     signal.signal(signal.SIGTERM, _interrupt)
-    with ResultStore(args.db or locations.default_db()) as store, ProgressDisplay(console) as display:
+    # Our own id, not "latest": other controllers may be storing runs in the same database.
+    run_id = new_run_id()
+    with open_results(args) as store, ProgressDisplay(console) as display:
         try:
-            report = resume(args.resume, store, display) if args.resume else run(request, store, display)
+            report = resume(args.resume, store, display) if args.resume else run(request, store, display,
+                                                                                 run_id=run_id)
         except (NothingToMeasure, RunNotFound) as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
         except KeyboardInterrupt:
-            report = store.load_run(store.resolve(args.resume) if args.resume else "latest")
+            if not (args.resume or store.has_run(run_id)):
+                console.print("[red]interrupted[/red] before the run started: nothing was stored")
+                return 130
+            report = store.load_run(store.resolve(args.resume) if args.resume else run_id)
             console.print(f"[red]interrupted:[/red] the {len(report.cells)} cell(s) measured so far are stored "
                           f"and the run is marked incomplete; `controller run --resume {report.run_id}` "
                           "measures the rest")

@@ -43,3 +43,19 @@ def test_bad_profiles_are_one_clear_line(tmp_path, monkeypatch, text, message):
 def test_unknown_profile_lists_known_ones():
     with pytest.raises(ProfileError, match=r"known: .*local"):
         profiles.load("pi9")
+
+
+def test_user_config_directory_comes_after_the_env_one(private_dirs, tmp_path, monkeypatch):
+    # private_dirs points XDG_CONFIG_HOME into the test's directory.
+    user = private_dirs / "config" / "edgebench" / "profiles"
+    user.mkdir(parents=True)
+    (user / "desk.toml").write_text('transport = "local"\nthreads = [5]\n')
+    (user / "local.toml").write_text('transport = "local"\nthreads = [6]\n')
+    assert profiles.load("desk").threads == [5]
+    assert profiles.load("local").threads == [6]  # the user's own wins over the shipped one
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "local.toml").write_text('transport = "local"\nthreads = [7]\n')
+    monkeypatch.setenv("EDGEBENCH_PROFILES", str(env))
+    assert profiles.load("local").threads == [7]
+    assert profiles.search_dirs()[:2] == [env, user]

@@ -10,7 +10,7 @@ import pytest
 
 from agent.wire.records import PreprocessSpec
 from controller.runner import RunRequest, run
-from controller.store import ResultStore
+from controller.store import open_store
 from tests.support import EXAMPLE_MODELS, FIXTURE_MODELS, QUICK, ROOT, controller, run_json
 
 DIGITS = ROOT / "examples" / "datasets" / "digits"
@@ -85,7 +85,7 @@ def test_parity_catches_a_device_that_resizes_differently(tmp_path, monkeypatch)
     request = RunRequest(devices=["local"], models=[str(FIXTURE_MODELS / "bgr_mean.tflite")],
                          threads=[1], delegates=["cpu"], dataset=str(COLORS),
                          preprocess=load_spec(str(COLORS_SPEC)))
-    with ResultStore(tmp_path / "r.sqlite") as store:
+    with open_store(tmp_path / "r.sqlite") as store:
         report = run(request, store)
     (cell,) = report.cells
     assert cell.status == "ok" and cell.preprocess_parity is not None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from controller.history import load_history
-from controller.store import ResultStore
+from controller.store import open_store
 from tests.support import EXAMPLE_MODELS, QUICK, ROOT, controller
 
 MODELS = [EXAMPLE_MODELS / "digits_cnn_fp32.tflite", EXAMPLE_MODELS / "mobilenet_v2_035_96_fp32.tflite"]
@@ -101,7 +101,7 @@ def test_nightly_sequence_flags_a_real_slowdown_and_not_quiet_runs(tmp_path):
     assert markdown.returncode == 1
     assert "## edgebench: regression found" in markdown.stdout and "| **REGRESSION** |" in markdown.stdout
 
-    with ResultStore(db) as store:
+    with open_store(db) as store:
         history = load_history(store, slow["run_id"])
     assert [r.run_id for r in history.runs] == [first["run_id"], second["run_id"], slow["run_id"]]
     assert history.regressed[slow["run_id"]] == {("local", MOBILENET.name, "cpu", 2)}
@@ -179,7 +179,7 @@ def test_an_interrupted_run_keeps_its_cells_and_is_marked_incomplete(tmp_path):
         run.kill()
     assert run.returncode == 130, stderr
     assert "interrupted" in stderr
-    with ResultStore(db) as store:
+    with open_store(db) as store:
         kept = store.load_run("latest")
     assert not kept.complete and kept.finished_at is not None
     assert 1 <= len(kept.cells) < 2 * 4

@@ -14,7 +14,7 @@ import pytest
 from controller import models
 from controller.imported import imported_facts, log_cell
 from controller.records import DeviceInfo
-from controller.store import ResultStore
+from controller.store import open_store
 from tests.support import EXAMPLE_MODELS
 from tests.support import benchmark_logs as logs
 
@@ -125,10 +125,24 @@ def test_overrides_and_bad_input(tmp_path):
 def test_every_real_log_is_stored_and_read_back_unchanged(tmp_path, log):
     cell = log_cell((REAL_LOGS / f"{log}.log").read_text(), models.load(MODEL), "dev", None, 4)
     assert cell.runtime == "benchmark_model" and cell.status in ("ok", "failed")
-    with ResultStore(tmp_path / "runs.sqlite") as store:
+    with open_store(tmp_path / "runs.sqlite") as store:
         store.start_run("r1", None, "2026-12-01T00:00:00+00:00")
         store.add_device("r1", "dev", DeviceInfo(agent_version="import-log", runtime="benchmark_model",
                                                  runtime_version=None, facts=imported_facts("dev")))
         store.add_cell("r1", cell, 0)
         (back,) = store.load_run("r1").cells
     assert back == cell  # every printed figure kept, every missing one still null
+
+
+def test_a_log_is_stored_in_a_shared_postgresql_database(tmp_path, postgres_url):
+    log = tmp_path / "console.log"
+    log.write_text(logs.NEW_INFO)
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "import-log", str(log), "--device", "pixel7", "--model", str(MODEL),
+         "--db", postgres_url, "--json"], check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run_id = json.loads(result.stdout)["run_id"]
+    with open_store(postgres_url) as store:
+        (cell,) = store.load_run(run_id).cells
+    assert (cell.device, cell.delegate, cell.threads) == ("pixel7", "xnnpack", 4)
+    assert cell.latency_us.p50 == pytest.approx(19794)

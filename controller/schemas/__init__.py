@@ -1,0 +1,1 @@
+"""JSON Schemas that ship with edgebench: `run-document.schema.json` describes a run document."""
