@@ -49,7 +49,9 @@ def _free_port() -> int:
 class PostgresServer:
     """A throw-away cluster with trust authentication for USER on 127.0.0.1 only."""
 
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        # Tests need no durability (fsync off); a benchmark measures with it, as a real server runs.
+        self.durable = durable
         self.bin = _bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="edgebench-pg-"))
         self.data = self.root / "data"
@@ -79,8 +81,8 @@ class PostgresServer:
         # A port that was free a moment ago may be taken by then: try a few.
         for _ in range(5):
             self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
-                       " -c max_connections=50")
+            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=50"
+                       + ("" if self.durable else " -c fsync=off"))
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
                           "-w", "-t", str(START_TIMEOUT_S), "start")
