@@ -67,6 +67,7 @@ class PostgresServer:
     def _run(self, *command: str) -> subprocess.CompletedProcess:
         def demote() -> None:
             if self._owner is not None:
+                os.setgroups([])
                 os.setgid(self._owner.pw_gid)
                 os.setuid(self._owner.pw_uid)
         result = subprocess.run([str(self.bin / command[0]), *command[1:]], capture_output=True, text=True,
