@@ -42,7 +42,10 @@ def postgres_server():
         import psycopg  # noqa: F401 - the back end needs it; say so rather than fail later
     except ImportError:
         pytest.skip("psycopg 3 is not installed (pip install 'edgebench[postgres]')")
-    server = PostgresServer()
+    try:
+        server = PostgresServer()
+    except NoServer as exc:
+        pytest.skip(f"no PostgreSQL server could be started: {exc}")
     try:
         server.start()
     except NoServer as exc:
