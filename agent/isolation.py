@@ -69,7 +69,9 @@ class CellRunner:
             dataset_path: Optional[str] = None) -> tuple[Cell, Optional[Evaluation]]:
         """Measure `cell` in a child process; never raises for what the child does."""
         if timeout_s is None:
-            timeout_s = spec.settings.max_secs * 2 + INIT_ALLOWANCE_S
+            # Warmup and the timed phase, then the op profile's own phase, each cut at max_secs.
+            phases = 3 if spec.op_profile else 2
+            timeout_s = spec.settings.max_secs * phases + INIT_ALLOWANCE_S
         parent, child = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_child,

@@ -2,7 +2,8 @@
 
 Runs inside the cell's own child process: load and init the interpreter, one first
 inference, a warmup phase, then the timed phase (at least `num_runs` invokes and at
-least `min_secs`, cut at `max_secs`). After each phase a snapshot of the cell is
+least `min_secs`, cut at `max_secs`), and when asked a per-op profile in a phase of its
+own, so that profiling never slows the timed phase. After each phase a snapshot of the cell is
 reported, so that a crash later on still keeps what was measured before it.
 """
 
@@ -14,7 +15,7 @@ from typing import Callable, Optional
 
 import msgspec
 
-from agent import memory, stats
+from agent import memory, opprofile, stats
 from agent.coverage import coverage
 from agent.evaluate import evaluate
 from agent.facts import SysRoot, finish_state, read_state, state_warning
@@ -98,8 +99,8 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
                 error=f"delegation incomplete: {spec.delegate} took {detail} (full delegation required)"), None
 
         stage = "setting inputs"
-        for detail, value in zip(interpreter.get_input_details(),
-                                 random_inputs(interpreter.get_input_details(), spec.seed)):
+        inputs = random_inputs(interpreter.get_input_details(), spec.seed)
+        for detail, value in zip(interpreter.get_input_details(), inputs):
             interpreter.set_tensor(detail["index"], value)
 
         stage = "running the first inference"
@@ -139,6 +140,9 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         memory_mb=MemoryMB(init=cell.memory_mb.init, overall=peak - rss_before, peak_rss=peak),
         device_state=state,
     )
+    if spec.op_profile:
+        report(cell)
+        cell = profile_phase(model_path, spec, runtime, cell, inputs)
     if not spec.evaluate:
         return cell, None
     report(cell)
@@ -149,6 +153,31 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
             cell, warnings=[*cell.warnings, f"evaluation failed: {first_line(exc)}"]), None
     return msgspec.structs.replace(cell, accuracy=outcome.accuracy,
                                    warnings=cell.warnings + outcome.warnings), outcome.evaluation
+
+
+def profile_phase(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell, inputs: list) -> Cell:
+    """The cell with its per-op profile, measured after (and apart from) the timed phase;
+    a profile that cannot be measured leaves `op_profile` null and says why."""
+    taken = cell.delegate_coverage
+    left = {node.index for node in taken.not_delegated or []} if taken else set()
+
+    def ran_on(index: int) -> Optional[str]:
+        if taken is None:  # no delegate took any node: all interpreter kernels
+            return "cpu"
+        if taken.not_delegated is None:
+            return None
+        return "cpu" if index in left else spec.delegate
+
+    try:
+        found = opprofile.profile(runtime, model_path, spec.delegate, spec.threads, inputs,
+                                  spec.settings.num_runs, cell.latency_us.p50, ran_on, spec.settings.max_secs,
+                                  spec.delegate_library, spec.delegate_options)
+    except opprofile.OpProfileUnavailable as exc:
+        return msgspec.structs.replace(cell, warnings=[*cell.warnings, f"op profile not measured: {exc}"])
+    except Exception as exc:  # noqa: BLE001 - a runtime error while profiling keeps the timing
+        return msgspec.structs.replace(
+            cell, warnings=[*cell.warnings, f"op profile failed: {first_line(exc)}"])
+    return msgspec.structs.replace(cell, op_profile=found)
 
 
 def delegate_coverage(model) -> Optional[DelegateCoverage]:

@@ -84,11 +84,13 @@ def builtin_delegates(runtime: Optional[Runtime]) -> list[str]:
 
 def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: int,
                      library: Optional[str] = None,
-                     options: Optional[dict[str, str]] = None) -> tuple[object, Optional[float]]:
+                     options: Optional[dict[str, str]] = None,
+                     model_content: Optional[bytes] = None) -> tuple[object, Optional[float]]:
     """A model ready to run with the named delegate, and the delegate's own init time in ms.
 
     `cpu` and `xnnpack` are interpreters with XNNPACK off and on; `litert-gpu` is LiteRT's
     GPU accelerator; any other name needs `library`, loaded with `load_delegate`.
+    `model_content`, when given, is run instead of the file (interpreters only).
     """
     recipe = recipe_of(delegate)
     if recipe == "compiled-gpu":
@@ -120,7 +122,8 @@ def make_interpreter(runtime: Runtime, model_path: str, delegate: str, threads: 
     else:
         raise DelegateError(f"unknown delegate {delegate!r}: not built in and no library given")
     try:
-        interpreter = module.Interpreter(model_path=model_path, num_threads=threads,
+        source = {"model_content": model_content} if model_content is not None else {"model_path": model_path}
+        interpreter = module.Interpreter(**source, num_threads=threads,
                                          experimental_delegates=delegates or None,
                                          experimental_op_resolver_type=resolver)
     except (ValueError, RuntimeError) as exc:

@@ -17,7 +17,7 @@ import time
 # Names only: benchmarks (and everything else heavy) are imported inside functions, because
 # each child that multiprocessing starts, measured cells among them, runs this script's top
 # level again (as `__mp_main__`) and must not pay for importing the whole suite.
-BENCHMARKS = ("fidelity", "transfer", "cell_cost", "footprint", "fanout", "store")
+BENCHMARKS = ("fidelity", "transfer", "cell_cost", "footprint", "fanout", "store", "op_profile")
 
 
 def machine() -> str:

@@ -29,6 +29,7 @@ COMMANDS = {
     "wheelhouse": ("wheelhouse", "wheels for a device's OS and CPU, to copy and install offline"),
     "export": ("export", "stored runs as JSON Lines on stdout (one run document a line)"),
     "import": ("import_runs", "store the runs of a `controller export` file (idempotent)"),
+    "profile-diff": ("profile_diff", "per-op time of two runs or two models, largest change first"),
 }
 # What the controller needs beyond the agent's own dependencies: an agent-only install
 # (`edgebench[agent]`) has the `controller` command but not these.

@@ -30,7 +30,8 @@ class PlannedCell:
 
 def plan(sources: list[ModelSource], delegates: list[str], threads: list[int], rounds: int,
          settings: Settings, evaluation: Optional[RunEvaluation] = None,
-         profile: Optional[Profile] = None, require_full_delegation: bool = False) -> list[PlannedCell]:
+         profile: Optional[Profile] = None, require_full_delegation: bool = False,
+         op_profile: bool = False) -> list[PlannedCell]:
     """The matrix in run order: whole rounds one after another, so drift hits all cells.
 
     Within a round, family references come first, so that each variant's outputs can be
@@ -50,6 +51,6 @@ def plan(sources: list[ModelSource], delegates: list[str], threads: list[int], r
                     if evaluation is not None:
                         spec = evaluation.cell_spec(spec, source)
                     if profile is not None:
-                        spec = profile.cell_spec(spec, require_full_delegation)
+                        spec = profile.cell_spec(spec, require_full_delegation, op_profile)
                     cells.append(PlannedCell(len(cells), round_, source, spec))
     return cells

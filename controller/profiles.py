@@ -20,7 +20,7 @@ TRANSPORTS = ("local", "zmq", "adb")
 _KNOWN_KEYS = {
     "name", "description", "transport", "address", "server_public_key", "client_secret_key",
     "threads", "delegates", "delegate_options", "thermal", "adb_address", "adb_serial", "via",
-    "benchmark_binary", "taskset", "cpu_affinity", "governor",
+    "benchmark_binary", "taskset", "cpu_affinity", "governor", "op_profile",
 }
 
 
@@ -65,17 +65,22 @@ class Profile:
     android: Optional[AndroidProfile] = None
     cpu_affinity: list[int] = field(default_factory=list)
     governor: Optional[str] = None
+    # Measure a per-op profile of every cell by default (`controller run --op-profile`).
+    op_profile: bool = False
 
-    def cell_spec(self, spec: CellSpec, require_full_delegation: bool = False) -> CellSpec:
+    def cell_spec(self, spec: CellSpec, require_full_delegation: bool = False,
+                  op_profile: bool = False) -> CellSpec:
         """`spec` with what a cell on this device needs beyond the matrix settings: the
-        delegate's library and options, the cores to pin to, the cooldown."""
+        delegate's library and options, the cores to pin to, the cooldown, and whether to
+        profile per op (asked for, or this profile's default)."""
         options = dict(self.delegate_options.get(spec.delegate, {}))
         library = options.pop("library", None)
         return msgspec.structs.replace(
             spec, delegate_library=str(library) if library else None,
             delegate_options={str(k): str(v) for k, v in options.items()},
             require_full_delegation=require_full_delegation, cpu_affinity=list(self.cpu_affinity),
-            cooldown_below_c=self.thermal.cooldown_below_c, max_cooldown_s=self.thermal.max_cooldown_s)
+            cooldown_below_c=self.thermal.cooldown_below_c, max_cooldown_s=self.thermal.max_cooldown_s,
+            op_profile=op_profile or self.op_profile)
 
 
 def search_dirs() -> list[Path]:
@@ -142,6 +147,9 @@ def parse(path: Path) -> Profile:
     affinity = data.get("cpu_affinity", [])
     if not all(isinstance(c, int) and c >= 0 for c in affinity):
         raise ProfileError(f"{path}: cpu_affinity must be a list of CPU numbers")
+    op_profile = data.get("op_profile", False)
+    if not isinstance(op_profile, bool):
+        raise ProfileError(f"{path}: op_profile must be true or false")
     delegate_options = data.get("delegate_options", {})
     if not all(isinstance(v, dict) for v in delegate_options.values()):
         raise ProfileError(f"{path}: [delegate_options.NAME] must be tables (library = ..., options)")
@@ -161,6 +169,7 @@ def parse(path: Path) -> Profile:
         android=android,
         cpu_affinity=list(affinity),
         governor=data.get("governor"),
+        op_profile=op_profile,
     )
 
 

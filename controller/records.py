@@ -145,6 +145,41 @@ class RegressReport(Record, kw_only=True):
     only_in_candidate: list[str] = []
 
 
+class OpChange(Record, kw_only=True):
+    """One op type or node in two profiles: time per run in both and the difference (us).
+
+    A side the op does not exist on is null, and so is the change.
+    """
+
+    key: str
+    baseline_us: Optional[float]
+    candidate_us: Optional[float]
+    change_us: Optional[float]
+    ratio: Optional[float]
+
+
+class ProfileDiff(Record, kw_only=True):
+    """Two cells' profiles compared, each list sorted by the absolute change, largest first."""
+
+    baseline: str
+    candidate: str
+    by_type: list[OpChange]
+    nodes: list[OpChange]
+
+
+class FamilyOpTypes(Record, kw_only=True):
+    """One variant family at one setting on one device: each variant's time per op type."""
+
+    device: str
+    family: str
+    delegate: str
+    threads: int
+    variants: list[str]
+    op_types: list[str]
+    # totals[i][j]: variant i, op type j, in us per run; null when the variant has no such op.
+    totals: list[list[Optional[float]]]
+
+
 def to_builtins(record: msgspec.Struct) -> dict:
     """A record as plain JSON-ready Python objects."""
     return msgspec.to_builtins(record)

@@ -59,6 +59,7 @@ class RunRequest:
     families: dict[str, list[str]] = field(default_factory=dict)
     accuracy_tolerance: float = variants.DEFAULT_TOLERANCE
     require_full_delegation: bool = False
+    op_profile: bool = False
     meta: dict[str, str] = field(default_factory=dict)
 
 
@@ -191,7 +192,8 @@ class DeviceSession:
             run.add_device(name, info)
 
         matrix = plan(run.sources, request.delegates or profile.delegates, request.threads or profile.threads,
-                      request.rounds, request.settings, run.evaluation, profile, request.require_full_delegation)
+                      request.rounds, request.settings, run.evaluation, profile, request.require_full_delegation,
+                      request.op_profile)
         run.observer.device_started(name, len(matrix))
         failed_pushes = ({source.sha256: phone.error for source in run.sources} if phone and phone.error
                          else self._push_models(client))

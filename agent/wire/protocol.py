@@ -133,6 +133,8 @@ class CellSpec(msgspec.Struct, kw_only=True):
     delegate_library: Optional[str] = None
     delegate_options: dict[str, str] = {}
     require_full_delegation: bool = False
+    # A per-op profile, measured in a phase of its own after the timed phase.
+    op_profile: bool = False
     # Device discipline: cores to pin the cell to, and the cooldown before it starts.
     cpu_affinity: list[int] = []
     cooldown_below_c: Optional[float] = None

@@ -4,7 +4,7 @@ Cells are matched by device, model file name, delegate and threads. Each figure 
 latency, peak memory, top-1 accuracy) is compared over the runs' rounds with the
 statistics of `controller.analysis.verdicts`. Rounds measured while the device throttled or
 started hot are left out and the cell is flagged; a cell that worked in the baseline and
-fails in the candidate is a regression.
+fails in the candidate is a regression. A cell whose delegate took fewer nodes is flagged.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from agent.wire.records import Cell
+from controller.analysis.opprofiles import coverage_drop
 from controller.analysis.stats import CellKey, cell_key, key_text, median_or_none
 from controller.analysis.verdicts import MIN_ROUNDS, judge
 from controller.records import VERDICTS, CellComparison, FigureChange, RegressReport, RunReport
@@ -115,6 +116,9 @@ def compare_cell(key: CellKey, baseline: list[Cell], candidate: list[Cell],
     if base and failed and not cand:
         verdict = "REGRESSION"
         flags.append(f"fails in the candidate: {failed[0].error}")
+    fallback = coverage_drop(baseline, candidate)
+    if fallback:
+        flags.append(fallback)
     return CellComparison(device=device, model=model, delegate=delegate, threads=threads, verdict=verdict,
                           latency_p50=latency, memory_peak=memory, accuracy_top1=accuracy, flags=flags)
 

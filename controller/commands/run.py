@@ -20,7 +20,7 @@ from controller.commands import (
 )
 from controller.records import RunReport, new_run_id
 from controller.render.progress import ProgressDisplay
-from controller.render.tables import results_table, variants_table
+from controller.render.tables import results_table, top_ops_tables, variants_table
 from controller.runner import NothingToMeasure, RunRequest, resume, run
 from controller.store import RunNotFound
 
@@ -57,6 +57,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="group models into a variant family by file name (repeatable)")
     p.add_argument("--require-full-delegation", action="store_true",
                    help="fail a cell whose delegate did not take every node of the graph")
+    p.add_argument("--op-profile", action="store_true",
+                   help="also profile every cell per op, in a phase after its timed phase "
+                        "(default: the profile's op_profile)")
     p.add_argument("--accuracy-tolerance", type=float, default=variants.DEFAULT_TOLERANCE * 100,
                    metavar="POINTS", help="top-1 points a recommended variant may lose (default: 1)")
     p.add_argument("--tag", help="label for this run (e.g. nightly)")
@@ -108,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
                           run_delay=args.run_delay),
         rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
         reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
-        require_full_delegation=args.require_full_delegation, meta=meta,
+        require_full_delegation=args.require_full_delegation, op_profile=args.op_profile, meta=meta,
     )
     # SIGTERM (a CI job cancelled, systemd stopping a timer's service) ends the run like
     # Ctrl-C: what is stored stays, and the run is marked incomplete.
@@ -142,5 +145,7 @@ def show(report: RunReport, as_json: bool, console) -> None:
     if as_json:
         print_json(report)
     out.print(results_table(report))
+    for table in top_ops_tables(report):
+        out.print(table)
     for comparison in report.variants:
         out.print(variants_table(comparison))

@@ -12,6 +12,7 @@ import html
 import io
 from typing import Optional
 
+from controller.analysis import opprofiles
 from controller.analysis.stats import cell_key, key_text, p50_by_cell
 from controller.history import History
 from controller.records import RunReport, to_builtins
@@ -30,9 +31,22 @@ def _flatten(value: object, prefix: str, out: dict[str, object]) -> dict[str, ob
     return out
 
 
+def _csv_fields(cell) -> dict:
+    """A cell for one CSV row: a per-op profile keeps its method and reconciliation only
+    (its nodes need a table of their own: the JSON or the HTML report)."""
+    fields = to_builtins(cell)
+    profile = fields.get("op_profile")
+    if profile:
+        fields["op_profile"] = {"method": profile["method"], "reconciled": profile["reconciled"]}
+    coverage = fields.get("delegate_coverage")
+    if coverage and coverage.get("not_delegated"):
+        coverage["not_delegated"] = [f"#{ref['index']} {ref['op_type']}" for ref in coverage["not_delegated"]]
+    return fields
+
+
 def write_csv(run: RunReport, out: io.TextIOBase) -> None:
     """Every cell of the run as one CSV row, columns named by their keys in docs/contract.md."""
-    rows = [_flatten(to_builtins(cell), "", {}) for cell in run.cells]
+    rows = [_flatten(_csv_fields(cell), "", {}) for cell in run.cells]
     columns = list(dict.fromkeys(key for row in rows for key in row))
     writer = csv.DictWriter(out, fieldnames=columns, restval="")
     writer.writeheader()
@@ -106,13 +120,45 @@ def render_html(history: History) -> str:
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in run.errors)
     style = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
-             "img{max-width:100%;border:1px solid #eee}.warn{color:#a40}")
+             "img{max-width:100%;border:1px solid #eee}.warn{color:#a40}"
+             ".fallback{color:#fff;background:#e8710a;padding:4px 8px;display:inline-block}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(_title(run))}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(_title(run))}</h1>"
             f"<p>{html.escape(summary)}</p>" + (f"<ul class=\"warn\">{errors}</ul>" if errors else "")
-            + "".join(sections)
+            + "".join(sections) + _op_profile_section(run)
             + "<h2>Cells</h2>" + _html_table(CELL_HEADER, _cell_rows(run))
             + "<h2>Devices</h2>" + _html_table(FACT_HEADER, _fact_rows(run)) + "</body></html>")
+
+
+def _img(title: str, png: bytes) -> str:
+    return (f"<img alt=\"{html.escape(title)}\" "
+            f"src=\"data:image/png;base64,{base64.b64encode(png).decode()}\">")
+
+
+def _op_profile_section(run: RunReport) -> str:
+    """Per-op charts: each variant family per op type, then each profiled cell, with the
+    nodes its delegate left to the CPU highlighted."""
+    from controller.render import op_plots  # matplotlib, only for the HTML page
+
+    cells = opprofiles.profiled_cells(run)
+    if not cells:
+        return ""
+    parts = ["<h2>Per-op profiles</h2>"]
+    for family in opprofiles.family_op_types(run):
+        title = f"{family.family} on {family.device}, {family.delegate} x{family.threads}"
+        parts.append(f"<h3>{html.escape(title)}: variants per op type</h3>"
+                     + _img(title, op_plots.family_op_types(family)))
+    for cell in sorted(cells, key=lambda c: (c.device, c.model, c.delegate, c.threads)):
+        label = opprofiles.cell_label(cell)
+        parts.append(f"<h3>{html.escape(label)}</h3>" + _img(label, op_plots.top_ops(cell)))
+        coverage = cell.delegate_coverage
+        if coverage and coverage.not_delegated:
+            parts.append(f"<p class=\"fallback\">{len(coverage.not_delegated)} of {coverage.total_nodes} nodes "
+                         f"fell back to the CPU: {html.escape(opprofiles.fallen_back_text(coverage.not_delegated))} "
+                         "(nodes " + ", ".join(f"#{ref.index}" for ref in coverage.not_delegated) + ")</p>")
+        for warning in cell.op_profile.warnings:
+            parts.append(f"<p class=\"warn\">{html.escape(warning)}</p>")
+    return "".join(parts)
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:

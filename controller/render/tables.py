@@ -8,6 +8,7 @@ from typing import Optional
 from rich.table import Table
 
 from agent.wire.records import UNSTABLE_CV, Cell
+from controller.analysis import opprofiles
 from controller.records import VERDICTS, CellComparison, FamilyComparison, FigureChange, RegressReport, RunReport
 from controller.render.format import format_fraction, format_mb, format_us
 
@@ -54,6 +55,41 @@ def results_table(report: RunReport) -> Table:
         row.append(_status(cell))
         table.add_row(*row)
     return table
+
+
+def top_ops_tables(report: RunReport) -> list[Table]:
+    """The slowest ops of every profiled cell, one section per cell (empty without profiles).
+
+    Nodes that fell back to the CPU under a delegate are marked; a cell whose profile could
+    not be measured shows why.
+    """
+    profiled = opprofiles.profiled_cells(report)
+    missing = [c for c in report.cells if c.round == 0 and c.op_profile is None and c.status == "ok"
+               and any(w.startswith("op profile") for w in c.warnings)]
+    if not profiled and not missing:
+        return []
+    table = Table(title=f"slowest {opprofiles.TOP_NODES} ops per cell",
+                  caption="Σ/p50: summed op times over the cell's own p50 (how far the profile can be trusted)")
+    for name in ("cell", "node", "op", "ran on", "time/run", "share"):
+        table.add_column(name, justify="right" if name in ("node", "time/run", "share") else "left")
+    for cell in sorted(profiled, key=sort_key):
+        profile = cell.op_profile
+        label = (f"{opprofiles.cell_label(cell)}\n{profile.method}, Σ/p50 "
+                 + ("-" if profile.reconciled is None else f"{profile.reconciled:.2f}"))
+        for rank, node in enumerate(opprofiles.top_nodes(profile)):
+            fell_back = cell.delegate != "cpu" and node.ran_on == "cpu"
+            table.add_row(label if rank == 0 else "", f"#{node.index}", node.op_type,
+                          f"[yellow]{node.ran_on} (fell back)[/yellow]" if fell_back else (node.ran_on or "?"),
+                          format_us(node.avg_us), format_fraction(node.share),
+                          end_section=rank == min(opprofiles.TOP_NODES, len(profile.nodes)) - 1)
+        left = cell.delegate_coverage.not_delegated if cell.delegate_coverage else None
+        if left:
+            table.add_row("", "", f"[yellow]left to the CPU: {opprofiles.fallen_back_text(left)}[/yellow]",
+                          end_section=True)
+    for cell in sorted(missing, key=sort_key):
+        reason = next(w for w in cell.warnings if w.startswith("op profile"))
+        table.add_row(opprofiles.cell_label(cell), "", f"[yellow]{reason}[/yellow]", end_section=True)
+    return [table]
 
 
 def _status(cell: Cell) -> str:
