@@ -176,7 +176,24 @@ def render_markdown(history: History, trend: Optional[list[str]] = None) -> str:
     if len(history.runs) > 1:
         parts += ["", f"## p50 over the last {len(history.runs)} runs", "",
                   _md_table(["cell", "p50 per run (oldest first)"], _trend_rows(history))]
+    profiled = _top_ops_rows(run)
+    if profiled:
+        parts += ["", "## Slowest ops per cell", "",
+                  _md_table(["cell", "Σ ops / p50", "slowest ops (time per run, share)", "left to the CPU"], profiled)]
     return "\n".join(parts) + "\n"
+
+
+def _top_ops_rows(run: RunReport) -> list[list[str]]:
+    """Per profiled cell: its reconciliation, its slowest nodes and the nodes its delegate left."""
+    rows = []
+    for cell in sorted(opprofiles.profiled_cells(run), key=lambda c: (c.device, c.model, c.delegate, c.threads)):
+        profile = cell.op_profile
+        top = ", ".join(f"#{n.index} {n.op_type} {format_us(n.avg_us)}"
+                        + (f" ({n.share:.0%})" if n.share is not None else "") for n in opprofiles.top_nodes(profile))
+        left = cell.delegate_coverage.not_delegated if cell.delegate_coverage else None
+        rows.append([opprofiles.cell_label(cell), "-" if profile.reconciled is None else f"{profile.reconciled:.2f}",
+                     top or "-", opprofiles.fallen_back_text(left) if left else "-"])
+    return rows
 
 
 def _trend_rows(history: History) -> list[list[str]]:

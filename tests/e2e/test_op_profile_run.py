@@ -66,7 +66,7 @@ def test_terminal_shows_the_slowest_ops_per_cell(profiled_run):
     assert "fell back" in stdout and "left to the CPU: SHAPE, STRIDED_SLICE, PACK, RESHAPE, SOFTMAX" in stdout
 
 
-def test_html_report_has_the_per_op_charts(profiled_run, tmp_path):
+def test_reports_have_the_per_op_charts_and_tables(profiled_run, tmp_path):
     db, env, _ = profiled_run
     out = tmp_path / "report.html"
     result = controller("report", "--run", "op", "--html", str(out), db=db, env=env)
@@ -78,6 +78,9 @@ def test_html_report_has_the_per_op_charts(profiled_run, tmp_path):
     assert "digits_cnn on local, cpu x1: variants per op type" in text
     assert text.count('alt="local digits_cnn_') == 4
     assert "5 of 10 nodes fell back to the CPU: SHAPE, STRIDED_SLICE, PACK, RESHAPE, SOFTMAX" in text
+    markdown = controller("report", "--run", "op", "--markdown", "-", db=db, env=env)
+    assert "## Slowest ops per cell" in markdown.stdout
+    assert "| local digits_cnn_int8.tflite xnnpack x1 |" in markdown.stdout
 
 
 def test_profile_diff_between_two_variants(profiled_run):
