@@ -103,6 +103,11 @@ def test_digits_reshape_path_falls_back_under_xnnpack():
         "SHAPE", "STRIDED_SLICE", "PACK", "RESHAPE"]
 
 
+def test_gpu_accelerator_says_why_it_has_no_profile():
+    with pytest.raises(opprofile.OpProfileUnavailable, match="litert-gpu runs whole models through CompiledModel"):
+        opprofile.profile(runtimes.require(), str(MOBILENET), "litert-gpu", 1, [], 1, None, lambda i: None, 1.0)
+
+
 def test_no_profile_unless_asked():
     cell = profiled(EXAMPLE_MODELS / "digits_cnn_fp32.tflite", "xnnpack", op_profile=False)
     assert cell.op_profile is None
