@@ -120,11 +120,12 @@ def coverage_drop(baseline: list[Cell], candidate: list[Cell]) -> Optional[str]:
     before, after = taken(baseline), taken(candidate)
     if before is None or after is None or after >= before:
         return None
-    total = next(c.delegate_coverage.total_nodes for c in candidate if c.delegate_coverage)
+    total = next((c.delegate_coverage.total_nodes for c in candidate if c.delegate_coverage), None)
     left = next((c.delegate_coverage.not_delegated for c in candidate
                  if c.delegate_coverage and c.delegate_coverage.not_delegated), None)
     named = f" ({fallen_back_text(left)} on the CPU)" if left else ""
-    return f"delegate took {after} of {total} nodes, {before} in the baseline{named}"
+    of_total = f" of {total}" if total is not None else ""
+    return f"delegate took {after}{of_total} nodes, {before} in the baseline{named}"
 
 
 def fallen_back_text(refs) -> str:

@@ -153,7 +153,8 @@ def _op_profile_section(run: RunReport) -> str:
         parts.append(f"<h3>{html.escape(label)}</h3>" + _img(label, op_plots.top_ops(cell)))
         coverage = cell.delegate_coverage
         if coverage and coverage.not_delegated:
-            parts.append(f"<p class=\"fallback\">{len(coverage.not_delegated)} of {coverage.total_nodes} nodes "
+            of_total = f" of {coverage.total_nodes}" if coverage.total_nodes is not None else ""
+            parts.append(f"<p class=\"fallback\">{len(coverage.not_delegated)}{of_total} nodes "
                          f"fell back to the CPU: {html.escape(opprofiles.fallen_back_text(coverage.not_delegated))} "
                          "(nodes " + ", ".join(f"#{ref.index}" for ref in coverage.not_delegated) + ")</p>")
         for warning in cell.op_profile.warnings:
