@@ -7,12 +7,11 @@ from typing import Optional
 
 from rich.table import Table
 
-from controller import locations
-from controller.commands import print_json, stderr_console, stdout_console
+from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
 from controller.history import NothingToCompare, profile_diffs
 from controller.records import ProfileDiff
 from controller.render.format import format_us
-from controller.store import ResultStore, RunNotFound
+from controller.store import RunNotFound
 
 TOP_CHANGES = 10
 # Node keys carry the output tensor's name, which converters make very long.
@@ -29,7 +28,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--delegate", help="only cells of this delegate")
     p.add_argument("--threads", type=int, help="only cells with this thread count")
     p.add_argument("--top", type=int, default=TOP_CHANGES, help=f"nodes shown per cell (default {TOP_CHANGES})")
-    p.add_argument("--db", help="results database (default: EDGEBENCH_DB or the user data dir)")
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the differences as one JSON document")
     p.set_defaults(func=main)
 
@@ -37,7 +36,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
 def main(args: argparse.Namespace) -> int:
     """Compare the two references' per-op profiles; 2 when there is nothing to compare."""
     console = stderr_console()
-    with ResultStore(args.db or locations.default_db()) as store:
+    with open_results(args, must_exist=True) as store:
         try:
             found = profile_diffs(store, args.baseline, args.candidate, args.run, args.device,
                                   args.delegate, args.threads)
