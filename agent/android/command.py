@@ -21,7 +21,7 @@ def _number(value: float) -> str:
 
 
 def benchmark_flags(spec: CellSpec, model_path: str) -> list[str]:
-    """benchmark_model flags for the cell: graph, threads, delegate and run control."""
+    """benchmark_model flags for the cell: graph, threads, delegate, run control, op profiling."""
     flags = DELEGATES[spec.delegate].benchmark_flags if spec.delegate in DELEGATES else None
     if not flags:
         raise UnsupportedCell(f"delegate {spec.delegate!r} cannot be run with benchmark_model "
@@ -32,6 +32,8 @@ def benchmark_flags(spec: CellSpec, model_path: str) -> list[str]:
         f"--warmup_runs={s.warmup_runs}", f"--warmup_min_secs={_number(s.warmup_min_secs)}",
         f"--num_runs={s.num_runs}", f"--min_secs={_number(s.min_secs)}",
         f"--max_secs={_number(s.max_secs)}", f"--run_delay={_number(s.run_delay)}",
+        # The tool profiles every timed run when asked; its tables become the cell's op_profile.
+        *(["--enable_op_profiling=true"] if spec.op_profile else []),
     ]
 
 

@@ -94,3 +94,22 @@ def test_phone_that_is_not_there_fails_its_cells_with_one_line(tmp_path, profile
     assert cell["error"].startswith(f"phone {address} not reachable")
     assert any(line.startswith(f"device phone: phone {address} not reachable") for line in doc["errors"])
     assert "Traceback" not in result.stderr
+
+
+def test_phone_op_profile_comes_from_the_stand_in_tables_through_the_parser(tmp_path, profiles_dir):
+    db = tmp_path / "runs.sqlite"
+    with emulated_phone(tmp_path) as phone:
+        write_profile(profiles_dir, phone.address)
+        result = controller("run", "--device", "phone", "--models", str(MODEL), *QUICK, "--delegates", "xnnpack",
+                            "--threads", "1", "--op-profile", "--json", db=db)
+        runs = [c for c in phone.commands if "--graph=" in c]
+    assert result.returncode == 0, result.stderr
+    assert all("--enable_op_profiling=true" in r for r in runs) and runs
+    (cell,) = json.loads(result.stdout)["cells"]
+    assert cell["status"] == "ok", cell["error"]
+    profile = cell["op_profile"]
+    assert profile["method"] == "benchmark_model"
+    # The stand-in timed the model's own nodes: every node of the int8 digits CNN, positive times.
+    assert {n["op_type"] for n in profile["nodes"]} >= {"CONV_2D", "FULLY_CONNECTED"}
+    assert all(n["avg_us"] is None or n["avg_us"] > 0 for n in profile["nodes"])
+    assert sum(t["count"] for t in profile["by_type"]) == len(profile["nodes"])
