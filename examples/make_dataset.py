@@ -14,8 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 OUT = Path(__file__).resolve().parent / "datasets" / "digits"
 SEED = 7
@@ -23,6 +21,10 @@ SEED = 7
 
 def digits():
     """Digits as 0-255 pixel images scaled to [0, 1], with a held-out test split."""
+    # Imported here: the planted models in make_models.py need no scikit-learn.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     data = load_digits()
     images = (data.images * (255.0 / 16.0)).round().astype(np.float32) / 255.0
     return train_test_split(images[..., None], data.target, test_size=0.2, random_state=SEED,

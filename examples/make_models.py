@@ -17,10 +17,16 @@ What it writes (seeded, so a rerun gives equivalent models):
 - mobilenet_v2_035_96_fp32.tflite: a MobileNetV2 (width 0.35) on 96x96 RGB inputs,
   briefly trained on the digits upscaled to 96x96 so that latencies are in milliseconds.
   Input: [1, 96, 96, 3] float32, pixels scaled to [0, 1]. Output: [1, 10].
+- planted/{base,slower_5,slower_10,slower_20}/conv_stack.tflite (`--planted` writes only
+  these): one network under one file name, a stack of 3x3 convolutions; each slower copy
+  adds convolutions worth about 5 %, 10 % and 20 % of the base's work. Models whose
+  candidate is genuinely slower by a known amount, for the regression power study
+  (bench/power.py) and the nightly tests. Untrained: only their speed matters.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import warnings
@@ -33,6 +39,8 @@ import tensorflow as tf
 from make_dataset import SEED, digits
 
 OUT = Path(__file__).resolve().parent / "models"
+PLANTED_BLOCKS = 20
+PLANTED = {"base": 0, "slower_5": 1, "slower_10": 2, "slower_20": 4}  # extra blocks of 20
 
 
 def small_cnn() -> tf.keras.Model:
@@ -94,8 +102,34 @@ def tflite_accuracy(flatbuffer: bytes, images: np.ndarray, labels: np.ndarray) -
     return correct / len(labels)
 
 
+def conv_stack(blocks: int) -> tf.keras.Model:
+    """`blocks` identical 3x3 convolutions on a 32x32x16 tensor: work grows by one block each."""
+    layers = [tf.keras.layers.Input((32, 32, 16))]
+    layers += [tf.keras.layers.Conv2D(16, 3, padding="same", activation="relu") for _ in range(blocks)]
+    layers += [tf.keras.layers.GlobalAveragePooling2D(), tf.keras.layers.Dense(10)]
+    return tf.keras.Sequential(layers, name=f"conv_stack_{blocks}")
+
+
+def planted() -> None:
+    """The conv_stack pair family: same name, each copy slower than the base by a known share."""
+    for folder, extra in PLANTED.items():
+        tf.keras.utils.set_random_seed(SEED)
+        model = conv_stack(PLANTED_BLOCKS + extra)
+        with tempfile.TemporaryDirectory() as workdir:
+            flatbuffer = converter_for(model, workdir).convert()
+        path = OUT / "planted" / folder / "conv_stack.tflite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(flatbuffer)
+        print(f"{path.relative_to(OUT)}: {PLANTED_BLOCKS + extra} blocks, {len(flatbuffer)} bytes")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="regenerate the example models")
+    parser.add_argument("--planted", action="store_true", help="write only the planted-regression models")
     warnings.filterwarnings("ignore")
+    if parser.parse_args().planted:
+        planted()
+        return
     tf.keras.utils.set_random_seed(SEED)
     OUT.mkdir(parents=True, exist_ok=True)
     x_train, x_test, y_train, y_test = digits()
@@ -124,6 +158,7 @@ def main() -> None:
     path.write_bytes(flatbuffer)
     print(f"{path.name}: {len(flatbuffer)} bytes, "
           f"test accuracy {tflite_accuracy(flatbuffer, rgb(x_test), y_test):.3f}")
+    planted()
 
 
 if __name__ == "__main__":
