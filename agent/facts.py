@@ -81,27 +81,34 @@ def read_facts(root: str = "/") -> Facts:
 
 
 def read_state(sys_root: SysRoot) -> DeviceState:
-    """Temperature, CPU clock, governor and throttle flags now (the start of a cell)."""
+    """Temperature, CPU clock, governor, throttle flags, load and CPU counters now (the start of a cell)."""
     flags = throttle.read_throttled(sys_root)
     first = next(iter(cpufreq_dirs(sys_root)), None)
+    times, cpus = read_cpu_times(sys_root)
     return DeviceState(temp_c_start=read_temp_c(sys_root), cpu_freq_mhz_start=_cur_freq_mhz(sys_root),
                        governor=sys_root.read(first + "/scaling_governor") if first else None,
                        throttled_raw_start=flags.value.raw if flags.value else None,
                        throttle_source=flags.value.source if flags.value else None,
-                       throttle_problem=flags.problem, devices=device_access(sys_root))
+                       throttle_problem=flags.problem, devices=device_access(sys_root),
+                       load_avg_start=read_load_avg(sys_root), cpu_times_start=times, cpu_count=cpus)
 
 
 def finish_state(sys_root: SysRoot, start: DeviceState) -> DeviceState:
-    """`start` completed with the state at the end of a cell, and whether it throttled."""
+    """`start` completed with the state at the end of a cell: throttling, load, busy and stolen CPU time."""
     end = throttle.read_throttled(sys_root)
     begin = throttle.decode_throttled(int(start.throttled_raw_start, 16)) if start.throttled_raw_start else None
     throttled, flags = throttle.throttled_during(begin, end.value)
+    busy = steal = None
+    times, _ = read_cpu_times(sys_root)
+    if times is not None and start.cpu_times_start is not None:
+        busy, steal = cpu_shares(start.cpu_times_start, times)
     return msgspec.structs.replace(
         start, temp_c_end=read_temp_c(sys_root), cpu_freq_mhz_end=_cur_freq_mhz(sys_root),
         throttled=True if start.throttled else throttled, throttle_flags=flags,
         throttled_raw_end=end.value.raw if end.value else None,
         throttle_source=start.throttle_source or (end.value.source if end.value else None),
-        throttle_problem=start.throttle_problem if throttled is None else None)
+        throttle_problem=start.throttle_problem if throttled is None else None,
+        load_avg_end=read_load_avg(sys_root), cpu_busy_share=busy, cpu_steal_share=steal, cpu_times_start=None)
 
 
 def state_warning(sys_root: SysRoot, state: Optional[DeviceState]) -> Optional[str]:
@@ -116,6 +123,69 @@ def has_firmware_throttle(sys_root: SysRoot) -> bool:
     """Whether this device's firmware keeps a throttle word (the Raspberry Pi's does)."""
     return ("raspberry pi" in (_board(sys_root) or "").lower() or throttle.sysfs_node(sys_root) is not None
             or shutil.which("vcgencmd") is not None)
+
+
+def read_sched_ns() -> Optional[tuple[int, int]]:
+    """(ns on a CPU, ns runnable but waiting for one), summed over this process's threads
+    (/proc/self/task/*/schedstat); None where the kernel does not keep schedstats."""
+    run = wait = 0
+    found = False
+    for path in glob.glob("/proc/self/task/*/schedstat"):
+        try:
+            with open(path) as f:
+                fields = f.read().split()
+            run, wait, found = run + int(fields[0]), wait + int(fields[1]), True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return (run, wait) if found else None
+
+
+def wait_share(start: Optional[tuple[int, int]], end: Optional[tuple[int, int]]) -> Optional[float]:
+    """Share of the time the threads wanted a CPU that they spent waiting for one."""
+    if start is None or end is None:
+        return None
+    run, wait = end[0] - start[0], end[1] - start[1]
+    return round(wait / (run + wait), 4) if run + wait > 0 else None
+
+
+def read_load_avg(sys_root: SysRoot) -> Optional[float]:
+    """The 1-minute load average, or None when /proc/loadavg cannot be read."""
+    text = sys_root.read("/proc/loadavg")
+    try:
+        return float(text.split()[0]) if text else None
+    except ValueError:
+        return None
+
+
+def read_cpu_times(sys_root: SysRoot) -> tuple[Optional[list[int]], Optional[int]]:
+    """The aggregate `cpu` counters of /proc/stat (user nice system idle iowait irq softirq steal)
+    and the number of CPUs listed; (None, None) when unreadable."""
+    text = sys_root.read("/proc/stat")
+    if not text:
+        return None, None
+    lines = text.splitlines()
+    fields = lines[0].split()
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None, None
+    try:
+        times = [int(v) for v in fields[1:9]]
+    except ValueError:
+        return None, None
+    return times, sum(1 for line in lines[1:] if line.startswith("cpu"))
+
+
+def cpu_shares(start: list[int], end: list[int]) -> tuple[Optional[float], Optional[float]]:
+    """(busy share, steal share) of all CPU time between two /proc/stat readings.
+
+    Busy is everything but idle and iowait; steal is time the hypervisor gave to other
+    guests. None when no time passed (a cell shorter than one clock tick).
+    """
+    delta = [b - a for a, b in zip(start, end)]
+    total = sum(delta)
+    if total <= 0:
+        return None, None
+    idle = delta[3] + delta[4]
+    return round((total - idle) / total, 4), round(delta[7] / total, 4)
 
 
 def read_temp_c(sys_root: SysRoot) -> Optional[float]:

@@ -18,7 +18,7 @@ import msgspec
 from agent import memory, opprofile, stats
 from agent.coverage import coverage
 from agent.evaluate import evaluate
-from agent.facts import SysRoot, finish_state, read_state, state_warning
+from agent.facts import SysRoot, finish_state, read_sched_ns, read_state, state_warning, wait_share
 from agent.gpu import CompiledModelRunner
 from agent.inputs import random_inputs
 from agent.runtime import DelegateError, Runtime, first_line, make_interpreter
@@ -118,8 +118,10 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         report(cell)
 
         stage = "running the timed phase"
+        sched_start = read_sched_ns()
         samples = timed_loop(invoke, settings.num_runs, settings.min_secs, settings.max_secs,
                              settings.run_delay)
+        waited = wait_share(sched_start, read_sched_ns())
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError, RuntimeError and others
         error = str(exc) if isinstance(exc, DelegateError) else f"{stage} failed: {first_line(exc)}"
         return msgspec.structs.replace(
@@ -138,7 +140,7 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         cv=cv,
         warnings=[w for w in (stats.stability_warning(cv), state_warning(sys_root, state)) if w],
         memory_mb=MemoryMB(init=cell.memory_mb.init, overall=peak - rss_before, peak_rss=peak),
-        device_state=state,
+        device_state=msgspec.structs.replace(state, cpu_wait_share=waited),
     )
     if spec.op_profile:
         report(cell)

@@ -19,6 +19,8 @@ from controller.store import StoreError
 COMMANDS = {
     "run": ("run", "benchmark models on one or more devices"),
     "regress": ("regress", "compare a candidate run with a baseline, cell by cell"),
+    "compare": ("compare", "two model files A/B interleaved in one session, judged like regress"),
+    "history": ("history", "per-cell latency over runs, with the steps found"),
     "report": ("report", "show a stored run and its history (HTML, Markdown, CSV)"),
     "info": ("info", "device facts as the agent reads them"),
     "devices": ("devices", "profiles found and whether each device answers"),

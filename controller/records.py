@@ -128,12 +128,15 @@ class CellComparison(Record, kw_only=True):
     memory_peak: Optional[FigureChange] = None
     accuracy_top1: Optional[FigureChange] = None
     flags: list[str] = []
+    disturbed_rounds: tuple[int, int] = (0, 0)  # (baseline, candidate) rounds left out as disturbed
+    # Filled when more rounds were measured in one session: how many looks decided it.
+    looks: int = 1
 
 
 class RegressReport(Record, kw_only=True):
     """The document `controller regress --json` prints."""
 
-    baseline: str
+    baseline: Optional[str]  # null on a first night: "no baseline yet"
     candidate: str
     threshold: float
     memory_threshold: float
@@ -143,6 +146,23 @@ class RegressReport(Record, kw_only=True):
     cells: list[CellComparison]
     only_in_baseline: list[str] = []
     only_in_candidate: list[str] = []
+    note: Optional[str] = None
+    disturbed_rounds: int = 0
+    confidence: float = 0.95  # of each look's interval
+    more_rounds: Optional[MoreRounds] = None
+
+
+class MoreRounds(Record, kw_only=True):
+    """Extra rounds measured for undecided cells: baseline and candidate models interleaved in
+    sessions, judged after every batch at a Bonferroni-corrected confidence."""
+
+    planned_rounds: int
+    batch: int
+    looks: int  # planned looks, the first (the runs as stored) included
+    max_device_seconds: float
+    device_seconds: float = 0.0
+    sessions: list[str] = []  # run ids of the session runs
+    notes: list[str] = []
 
 
 class OpChange(Record, kw_only=True):

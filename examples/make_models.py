@@ -17,11 +17,11 @@ What it writes (seeded, so a rerun gives equivalent models):
 - mobilenet_v2_035_96_fp32.tflite: a MobileNetV2 (width 0.35) on 96x96 RGB inputs,
   briefly trained on the digits upscaled to 96x96 so that latencies are in milliseconds.
   Input: [1, 96, 96, 3] float32, pixels scaled to [0, 1]. Output: [1, 10].
-- planted/{base,slower_5,slower_10,slower_20}/conv_stack.tflite (`--planted` writes only
+- planted/{base,slower_5,slower_10,slower_20,slower_200}/conv_stack.tflite (`--planted` writes only
   these): one network under one file name, a stack of 3x3 convolutions; each slower copy
-  adds convolutions worth about 5 %, 10 % and 20 % of the base's work. Models whose
+  adds convolutions worth about 5 %, 10 %, 20 % and 200 % of the base's work. Models whose
   candidate is genuinely slower by a known amount, for the regression power study
-  (bench/power.py) and the nightly tests. Untrained: only their speed matters.
+  (bench/false_alarms.py) and the nightly tests. Untrained: only their speed matters.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from make_dataset import SEED, digits
 
 OUT = Path(__file__).resolve().parent / "models"
 PLANTED_BLOCKS = 20
-PLANTED = {"base": 0, "slower_5": 1, "slower_10": 2, "slower_20": 4}  # extra blocks of 20
+PLANTED = {"base": 0, "slower_5": 1, "slower_10": 2, "slower_20": 4, "slower_200": 40}  # extra blocks of 20
 
 
 def small_cnn() -> tf.keras.Model:

@@ -242,6 +242,17 @@ class DeviceState(Record, kw_only=True):
     throttle_problem: Optional[str] = None
     # What the cell could do with the Pi's device nodes (`/dev/vcio`: "rw", "missing", ...).
     devices: dict[str, str] = {}
+    # What else ran: the 1-minute load average at each end (/proc/loadavg), and over the
+    # cell the share of all CPUs' time that was busy and that the hypervisor stole (/proc/stat).
+    load_avg_start: Optional[float] = None
+    load_avg_end: Optional[float] = None
+    cpu_busy_share: Optional[float] = None
+    cpu_steal_share: Optional[float] = None
+    cpu_count: Optional[int] = None
+    # Of the time the measuring threads were runnable during the timed phase, the share they
+    # waited for a CPU (/proc/self/task/*/schedstat): 0 when nothing competed with them.
+    cpu_wait_share: Optional[float] = None
+    cpu_times_start: Optional[list[int]] = None  # the /proc/stat counters at the start; cleared at the end
 
 
 class Cell(Record, kw_only=True):

@@ -57,6 +57,25 @@ def ratio_change(baseline: Sequence[float], candidate: Sequence[float], resample
     return _bootstrap(baseline, candidate, lambda base, cand: cand / base - 1.0, resamples, confidence, seed)
 
 
+def paired_ratio_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
+                        confidence: float = CONFIDENCE, seed: int = 0) -> Optional[Interval]:
+    """median(candidate_i / baseline_i) - 1 over rounds measured in pairs (A/B interleaved in one
+    session), with a bootstrap interval that resamples whole pairs.
+
+    Drift that both halves of a pair share (temperature, a neighbour's load) cancels in
+    each ratio. None without pairs or with a non-positive baseline value.
+    """
+    base, cand = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    if base.size == 0 or base.size != cand.size or base.min() <= 0:
+        return None
+    ratios = cand / base
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(resamples, ratios.size)), axis=1)
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(medians, [tail, 100 - tail])
+    return Interval(float(np.median(ratios) - 1.0), float(low - 1.0), float(high - 1.0))
+
+
 def difference_change(baseline: Sequence[float], candidate: Sequence[float], resamples: int = RESAMPLES,
                       confidence: float = CONFIDENCE, seed: int = 0) -> Optional[Interval]:
     """median(baseline) - median(candidate), with a bootstrap interval over rounds.
@@ -66,6 +85,18 @@ def difference_change(baseline: Sequence[float], candidate: Sequence[float], res
     if len(baseline) == 0 or len(candidate) == 0:
         return None
     return _bootstrap(baseline, candidate, lambda base, cand: base - cand, resamples, confidence, seed)
+
+
+def corrected_confidence(looks: int, confidence: float = CONFIDENCE) -> float:
+    """The confidence each of `looks` planned looks at growing data must use (Bonferroni).
+
+    Deciding after every batch of extra rounds gives noise several chances to leave the
+    interval; splitting the error rate evenly over the planned looks keeps the chance that
+    any look's interval misses the true change at most 1 - `confidence`. One look: unchanged.
+    """
+    if looks < 1:
+        raise ValueError(f"looks must be at least 1, got {looks}")
+    return 1.0 - (1.0 - confidence) / looks
 
 
 def classify(change: Optional[Interval], threshold: float) -> Verdict:
@@ -86,9 +117,14 @@ def classify(change: Optional[Interval], threshold: float) -> Verdict:
 
 
 def judge(baseline: Sequence[float], candidate: Sequence[float], threshold: float,
-          min_rounds: int = MIN_ROUNDS, bigger_is_worse: bool = True) -> tuple[Verdict, Optional[Interval]]:
-    """Verdict and interval for one figure of one cell; INCONCLUSIVE with too few rounds."""
-    change = (ratio_change if bigger_is_worse else difference_change)(baseline, candidate)
+          min_rounds: int = MIN_ROUNDS, bigger_is_worse: bool = True,
+          confidence: float = CONFIDENCE, paired: bool = False) -> tuple[Verdict, Optional[Interval]]:
+    """Verdict and interval for one figure of one cell; INCONCLUSIVE with too few rounds.
+
+    `paired`: baseline[i] and candidate[i] were measured back to back (latency only).
+    """
+    statistic = paired_ratio_change if paired else ratio_change if bigger_is_worse else difference_change
+    change = statistic(baseline, candidate, confidence=confidence)
     if min(len(baseline), len(candidate)) < min_rounds:
         return "INCONCLUSIVE", change
     return classify(change, threshold), change

@@ -8,7 +8,9 @@ import sys
 import msgspec
 
 from controller.analysis import regress
+from controller.analysis.sequential import DEFAULT_BATCH, DEFAULT_MAX_DEVICE_SECONDS, Plan
 from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller.records import RegressReport
 from controller.render import annotations, junit
 from controller.render.tables import regress_markdown, regress_table
 from controller.store import ResultStore, RunNotFound
@@ -29,6 +31,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="top-1 points that count as an accuracy change (default 1)")
     p.add_argument("--min-rounds", type=int, default=regress.MIN_ROUNDS,
                    help=f"rounds each run needs for a latency verdict (default {regress.MIN_ROUNDS})")
+    add_sequential_flags(p)
     p.add_argument("--fail-on", choices=("regression", "never"), default="regression",
                    help="exit 1 on a confirmed regression (default) or never")
     p.add_argument("--markdown", nargs="?", const="-", metavar="OUT.md",
@@ -38,6 +41,25 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the comparison as one JSON document")
     p.set_defaults(func=main)
+
+
+def add_sequential_flags(p: argparse.ArgumentParser) -> None:
+    """--more-rounds, --rounds-per-look and --max-device-seconds (regress and compare)."""
+    p.add_argument("--more-rounds", type=int, default=0, metavar="N",
+                   help="measure up to N more rounds per side, in one session on the device, for cells "
+                        "not decided yet (default 0: judge what is stored)")
+    p.add_argument("--rounds-per-look", type=int, default=DEFAULT_BATCH, metavar="K",
+                   help=f"extra rounds between two looks (default {DEFAULT_BATCH})")
+    p.add_argument("--max-device-seconds", type=float, default=DEFAULT_MAX_DEVICE_SECONDS, metavar="S",
+                   help="stop measuring more rounds after S seconds on the device "
+                        f"(default {DEFAULT_MAX_DEVICE_SECONDS:.0f})")
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    """The sequential plan the flags name; ValueError with one line when one is out of range."""
+    if args.more_rounds < 0 or args.rounds_per_look < 1 or args.max_device_seconds <= 0:
+        raise ValueError("--more-rounds must be >= 0, --rounds-per-look >= 1 and --max-device-seconds > 0")
+    return Plan(more_rounds=args.more_rounds, batch=args.rounds_per_look, max_device_seconds=args.max_device_seconds)
 
 
 def thresholds_from(args: argparse.Namespace) -> regress.Thresholds:
@@ -50,29 +72,53 @@ def thresholds_from(args: argparse.Namespace) -> regress.Thresholds:
         per_model[model.strip()] = regress.parse_percent(value)
     return regress.Thresholds(
         latency=regress.parse_percent(args.threshold), memory=regress.parse_percent(args.memory_threshold),
-        accuracy=float(args.accuracy_threshold) / 100, per_model=per_model, min_rounds=args.min_rounds)
+        accuracy=float(args.accuracy_threshold) / 100, per_model=per_model, min_rounds=args.min_rounds,
+        confidence=plan_from(args).confidence)
+
+
+class NoBaselineYet(LookupError):
+    """`last-good` on a first night: no earlier good run of the candidate's tag."""
 
 
 def resolve_pair(store: ResultStore, baseline: str, candidate: str) -> tuple[str, str]:
-    """Run ids for the two references; `last-good` is relative to the candidate's tag."""
+    """Run ids for the two references; `last-good` is relative to the candidate's tag.
+
+    NoBaselineYet when `last-good` finds no earlier good run, RunNotFound for other references.
+    """
     candidate_id = store.resolve(candidate)
     if baseline == "last-good":
         run = store.load_run(candidate_id)
-        return store.last_good(run.tag, before=candidate_id, devices=sorted(run.devices)), candidate_id
+        try:
+            return store.last_good(run.tag, before=candidate_id, devices=sorted(run.devices)), candidate_id
+        except RunNotFound as exc:
+            raise NoBaselineYet(str(exc)) from None
     return store.resolve(baseline), candidate_id
+
+
+def first_night(candidate_id: str, thresholds: regress.Thresholds, reason: str) -> RegressReport:
+    """The report of a check that has nothing to compare with yet."""
+    return RegressReport(baseline=None, candidate=candidate_id, threshold=thresholds.latency,
+                         memory_threshold=thresholds.memory, accuracy_threshold=thresholds.accuracy,
+                         regressed=False, counts=regress.count_verdicts([]), cells=[],
+                         note=f"no baseline yet: {reason}; run {candidate_id} is stored and will be the "
+                              "baseline of the next check")
 
 
 def main(args: argparse.Namespace) -> int:
     """Carry out `controller regress`; returns the exit status."""
     console = stderr_console()
     try:
-        thresholds = thresholds_from(args)
+        thresholds, plan = thresholds_from(args), plan_from(args)
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     with open_results(args, must_exist=True) as store:
         try:
             baseline_id, candidate_id = resolve_pair(store, args.baseline, args.candidate)
+        except NoBaselineYet as exc:
+            report = first_night(store.resolve(args.candidate), thresholds, str(exc))
+            console.print(report.note, highlight=False)
+            return show(report, args)
         except RunNotFound as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
@@ -81,10 +127,21 @@ def main(args: argparse.Namespace) -> int:
             return 2
         baseline, candidate = store.load_run(baseline_id), store.load_run(candidate_id)
         report = regress.compare(baseline, candidate, thresholds)
+        if plan.more_rounds:
+            from controller import sessions  # the run engine, only when measuring more
+
+            report = sessions.follow_up(report, baseline, candidate, plan, thresholds, store)
         store.record_check(candidate_id, baseline_id, report.regressed, msgspec.json.encode(report).decode())
     if not candidate.complete:
         console.print(f"[yellow]warning:[/yellow] candidate run {candidate_id} is incomplete")
-    if args.junit:
+    return show(report, args)
+
+
+def show(report: RegressReport, args: argparse.Namespace) -> int:
+    """Print and write the report as the flags ask (table, JSON, Markdown, JUnit, GitHub
+    annotations); the exit status it implies."""
+    console = stderr_console()
+    if getattr(args, "junit", None):
         with open(args.junit, "w", encoding="utf-8") as f:
             f.write(junit.to_xml(report))
     if annotations.in_github_actions():

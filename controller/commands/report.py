@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--markdown", metavar="OUT.md", help="Markdown tables ('-' for stdout)")
     p.add_argument("--csv", metavar="OUT.csv", help="one row per cell ('-' for stdout)")
     p.add_argument("--history", type=int, default=HISTORY_RUNS, metavar="N",
-                   help=f"runs of the same tag in the trend (default {HISTORY_RUNS})")
+                   help=f"runs in the trend (default {HISTORY_RUNS})")
+    p.add_argument("--tag", help="history from runs of this tag only (default: every run with one of the cells)")
     p.add_argument("--db", help=DB_HELP)
     p.set_defaults(func=main)
 
@@ -38,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     console = stderr_console()
     with open_results(args, must_exist=True) as store:
         try:
-            history = load_history(store, args.run, max(1, args.history))
+            history = load_history(store, args.run, max(1, args.history), args.tag)
         except RunNotFound as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2

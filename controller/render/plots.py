@@ -16,9 +16,11 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures are rendered to files
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from agent.wire.records import Cell
-from controller.analysis.stats import CellKey, key_text, median_or_none, p50_by_cell
+from controller.analysis.stats import CellKey, key_text, median_or_none
+from controller.history import CellHistory
 from controller.records import FamilyComparison, RunReport, VariantRow
 
 MAX_SERIES = 12
@@ -37,31 +39,59 @@ def _p50(cells: Sequence[Cell]) -> Optional[float]:
                            if c.status == "ok" and c.latency_us and c.latency_us.p50 is not None])
 
 
-def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]]) -> Optional[bytes]:
-    """Median p50 of each cell over runs (oldest first); cells judged regressed are marked."""
-    series: dict[CellKey, dict[int, float]] = defaultdict(dict)
-    for position, run in enumerate(runs):
-        for key, value in p50_by_cell(run).items():
-            series[key][position] = value
-    if not series:
+def _time_label(ms: float, _position=None) -> str:
+    """A tick value given in milliseconds as plain `2 ms` / `600 us` / `1.5 s`."""
+    if ms <= 0:
+        return ""
+    if ms >= 1000:
+        return f"{ms / 1000:g} s"
+    if ms >= 1:
+        return f"{ms:.3g} ms"
+    return f"{ms * 1000:.3g} us"
+
+
+def plain_time_axis(axis) -> None:
+    """Label a log-scaled millisecond axis with plain times on major and minor ticks alike
+    (matplotlib's default writes `6x10^0`); at most a handful of minor labels."""
+    axis.set_major_formatter(FuncFormatter(_time_label))
+    axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 3.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(_time_label))
+
+
+def latency_trend(runs: Sequence[RunReport], regressed: dict[str, set[CellKey]],
+                  cells: Sequence[CellHistory]) -> Optional[bytes]:
+    """Each cell's p50 over runs (oldest first); regressions ringed, steps found drawn as dashed lines."""
+    if not cells:
         return None
-    keys = sorted(series, key=lambda k: -len(series[k]))[:MAX_SERIES]
+    position = {run.run_id: i for i, run in enumerate(runs)}
+    shown = sorted(cells, key=lambda c: -len(c.points))[:MAX_SERIES]
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    marked = False
-    for key in sorted(keys):
-        points = sorted(series[key].items())
-        ax.plot([p for p, _ in points], [v / 1000 for _, v in points], marker="o", markersize=3,
-                label=key_text(key))
-        bad = [(p, v) for p, v in points if key in regressed.get(runs[p].run_id, set())]
+    marked = stepped = False
+    for cell in sorted(shown, key=lambda c: c.key):
+        points = [(position[p.run_id], p.p50_us / 1000) for p in cell.points if p.run_id in position]
+        line, = ax.plot([x for x, _ in points], [v for _, v in points], marker="o", markersize=3,
+                        label=key_text(cell.key))
+        bad = [(x, v) for (x, v), p in zip(points, cell.points) if cell.key in regressed.get(p.run_id, set())]
         if bad:
             marked = True
-            ax.scatter([p for p, _ in bad], [v / 1000 for _, v in bad], s=120, facecolors="none",
+            ax.scatter([x for x, _ in bad], [v for _, v in bad], s=120, facecolors="none",
                        edgecolors="red", linewidths=2, zorder=5)
-    ax.set_xticks(range(len(runs)), [run.started_at[5:16].replace("T", " ") for run in runs], rotation=45,
-                  ha="right", fontsize=7)
+        for step in cell.steps:
+            if step.run_id in position:
+                stepped = True
+                x = position[step.run_id] - 0.5
+                ax.axvline(x, color=line.get_color(), linestyle="--", linewidth=1)
+                ax.annotate(f"step {step.change:+.0%}", (x, step.after_us / 1000), fontsize=7,
+                            color=line.get_color(), xytext=(3, 3), textcoords="offset points")
+    ax.set_xticks(range(len(runs)), [run.started_at[5:16].replace("T", " ") + (f" {run.tag}" if run.tag else "")
+                                     for run in runs], rotation=45, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(runs) - 0.5)
     ax.set_yscale("log")
-    ax.set_ylabel("p50 latency (ms, log)")
-    ax.set_title("Latency trend per cell" + (" (red rings: regression confirmed)" if marked else ""))
+    plain_time_axis(ax.yaxis)
+    ax.set_ylabel("p50 latency")
+    notes = [n for n, shown_ in (("red rings: regression confirmed", marked), ("dashed: step found", stepped))
+             if shown_]
+    ax.set_title(f"Latency per cell over {len(runs)} run(s)" + (f" ({'; '.join(notes)})" if notes else ""))
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(True, which="both", alpha=0.3)
     return _png(fig)
@@ -83,7 +113,8 @@ def latency_distribution(run: RunReport) -> Optional[bytes]:
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(stats) + 1.5))
     ax.bxp(stats, orientation="horizontal", showfliers=True)
     ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, log): whiskers min..p99, box p50..p90, dot max")
+    plain_time_axis(ax.xaxis)
+    ax.set_xlabel("latency (log scale): whiskers min..p99, box p50..p90, dot max")
     ax.set_title("Latency distribution per variant and setting")
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -109,8 +140,9 @@ def thread_scaling(run: RunReport) -> Optional[bytes]:
                         label=f"{device} {model.removesuffix('.tflite')}")
         ax.set_title(f"Thread scaling: {delegate}")
         ax.set_xlabel("threads")
-        ax.set_ylabel("p50 (ms, log)")
+        ax.set_ylabel("p50 (log scale)")
         ax.set_yscale("log")
+        plain_time_axis(ax.yaxis)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6)
     return _png(fig)
@@ -147,7 +179,8 @@ def variant_tradeoff(comparisons: Sequence[FamilyComparison]) -> Optional[bytes]
         ax.plot([r.p50_us / 1000 for r in front], [getattr(r, quality) * 100 for r in front], color="red",
                 linestyle="--", marker="*", markersize=10, label="Pareto front")
         ax.set_xscale("log")
-        ax.set_xlabel("p50 (ms, log); marker area: model size")
+        plain_time_axis(ax.xaxis)
+        ax.set_xlabel("p50 (log scale); marker area: model size")
         ax.set_ylabel("top-1 (%)" if quality == "top1" else "top-1 agreement with reference (%)")
         ax.set_title(f"{comparison.family} on {comparison.device}", fontsize=9)
         ax.legend(fontsize=7)

@@ -13,8 +13,8 @@ import io
 from typing import Optional
 
 from controller.analysis import opprofiles
-from controller.analysis.stats import cell_key, key_text, p50_by_cell
-from controller.history import History
+from controller.analysis.stats import key_text
+from controller.history import CellHistory, History
 from controller.records import RunReport, to_builtins
 from controller.render.format import format_mb, format_us
 
@@ -70,6 +70,48 @@ CELL_HEADER = ["device", "model", "variant", "delegate", "threads", "round", "p5
                "top-1", "status"]
 
 
+VERDICT_HEADER = ["verdict", "cell", "p50 baseline → candidate", "change [CI]", "rounds", "disturbed",
+                  "step in the history", "notes"]
+
+
+def _step_text(cell: CellHistory) -> str:
+    return "; ".join(f"{s.change:+.1%} [{s.low:+.1%}, {s.high:+.1%}] at run {s.run_id} "
+                     f"({s.started_at[:16].replace('T', ' ')})" for s in cell.steps) or "none"
+
+
+def _verdict_rows(history: History) -> list[list[str]]:
+    """Per cell of the run: its verdict against the baseline (when checked) and the steps found."""
+    check = {(c.device, c.model, c.delegate, c.threads): c for c in (history.check.cells if history.check else [])}
+    rows = []
+    for cell in history.cells:
+        found = check.get(cell.key)
+        latency = found.latency_p50 if found else None
+        rows.append([
+            found.verdict if found else "not checked", key_text(cell.key),
+            f"{format_us(latency.baseline)} → {format_us(latency.candidate)}" if latency else "-",
+            f"{latency.change:+.1%} [{latency.low:+.1%}, {latency.high:+.1%}]"
+            if latency and latency.change is not None else "-",
+            f"{latency.rounds[0]}/{latency.rounds[1]}" if latency else "-",
+            f"{found.disturbed_rounds[0]}/{found.disturbed_rounds[1]}" if found else "-",
+            _step_text(cell), "; ".join(found.flags) if found else ""])
+    return rows
+
+
+def _check_line(history: History) -> str:
+    check = history.check
+    if check is None:
+        return "No regression check of this run is stored (`controller regress` stores one)."
+    if check.baseline is None:
+        return check.note or "No baseline yet."
+    return (f"Checked against run {check.baseline}: latency threshold {check.threshold:.0%}, "
+            f"{check.confidence:.1%} intervals; {check.disturbed_rounds} disturbed round(s) left out.")
+
+
+def _history_line(history: History) -> str:
+    scope = f"runs tagged {history.tag}" if history.tag else "runs of any tag with a cell of this run"
+    return f"{len(history.runs)} run(s) of history ({scope})"
+
+
 def _fact_rows(run: RunReport) -> list[list[str]]:
     rows = []
     for name, info in sorted(run.devices.items()):
@@ -104,7 +146,7 @@ def render_html(history: History) -> str:
 
     run = history.run
     figures = [
-        ("Latency trend", plots.latency_trend(history.runs, history.regressed)),
+        ("Latency trend", plots.latency_trend(history.runs, history.regressed, history.cells)),
         ("Latency distribution", plots.latency_distribution(run)),
         ("Thread scaling", plots.thread_scaling(run)),
         ("Variants: latency, accuracy and size", plots.variant_tradeoff(run.variants)),
@@ -115,7 +157,7 @@ def render_html(history: History) -> str:
     meta = ", ".join(f"{k}={v}" for k, v in run.meta.items())
     summary = (f"started {run.started_at}, finished {run.finished_at or '-'}"
                f"{'' if run.complete else ' (INCOMPLETE)'}; {len(run.cells)} cells, "
-               f"{sum(c.status != 'ok' for c in run.cells)} failed; {len(history.runs)} run(s) of history"
+               f"{sum(c.status != 'ok' for c in run.cells)} failed; {_history_line(history)}"
                + (f"; {meta}" if meta else ""))
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in run.errors)
     style = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
@@ -125,6 +167,8 @@ def render_html(history: History) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(_title(run))}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(_title(run))}</h1>"
             f"<p>{html.escape(summary)}</p>" + (f"<ul class=\"warn\">{errors}</ul>" if errors else "")
+            + "<h2>Verdicts and steps</h2>" + f"<p>{html.escape(_check_line(history))}</p>"
+            + _html_table(VERDICT_HEADER, _verdict_rows(history))
             + "".join(sections) + _op_profile_section(run)
             + "<h2>Cells</h2>" + _html_table(CELL_HEADER, _cell_rows(run))
             + "<h2>Devices</h2>" + _html_table(FACT_HEADER, _fact_rows(run)) + "</body></html>")
@@ -172,7 +216,9 @@ def render_markdown(history: History, trend: Optional[list[str]] = None) -> str:
     """The run's cells and devices as Markdown tables, with the p50 trend of each cell."""
     run = history.run
     parts = [f"# {_title(run)}", "", f"Started {run.started_at}; {len(run.cells)} cells"
-             + ("" if run.complete else " (incomplete)") + ".", "", "## Cells", "",
+             + ("" if run.complete else " (incomplete)") + f"; {_history_line(history)}.", "",
+             "## Verdicts and steps", "", _check_line(history), "", _md_table(VERDICT_HEADER, _verdict_rows(history)),
+             "", "## Cells", "",
              _md_table(CELL_HEADER, _cell_rows(run)), "", "## Devices", "", _md_table(FACT_HEADER, _fact_rows(run))]
     if len(history.runs) > 1:
         parts += ["", f"## p50 over the last {len(history.runs)} runs", "",
@@ -198,11 +244,11 @@ def _top_ops_rows(run: RunReport) -> list[list[str]]:
 
 
 def _trend_rows(history: History) -> list[list[str]]:
-    """Per cell of the run, its p50 in each run of the history, regressions marked."""
-    per_run = [(run.run_id, p50_by_cell(run)) for run in history.runs]
+    """Per cell of the run, its p50 in each run of its history, regressions marked, steps as |."""
     rows = []
-    for key in sorted({cell_key(c) for c in history.run.cells}):
-        values = [format_us(p50s.get(key)) + (" ⚠" if key in history.regressed.get(run_id, set()) else "")
-                  for run_id, p50s in per_run]
-        rows.append([key_text(key), " → ".join(values)])
+    for cell in history.cells:
+        starts = {s.run_id for s in cell.steps}
+        values = [("| " if p.run_id in starts else "") + format_us(p.p50_us)
+                  + (" ⚠" if cell.key in history.regressed.get(p.run_id, set()) else "") for p in cell.points]
+        rows.append([key_text(cell.key), " → ".join(values)])
     return rows

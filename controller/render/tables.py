@@ -8,7 +8,8 @@ from typing import Optional
 from rich.table import Table
 
 from agent.wire.records import UNSTABLE_CV, Cell
-from controller.analysis import opprofiles
+from controller.analysis import opprofiles, steps
+from controller.history import HistoryReport, StepFound
 from controller.records import VERDICTS, CellComparison, FamilyComparison, FigureChange, RegressReport, RunReport
 from controller.render.format import format_fraction, format_mb, format_us
 
@@ -157,9 +158,20 @@ def _rows(report: RegressReport) -> list[CellComparison]:
 
 
 def _summary(report: RegressReport) -> str:
+    if report.baseline is None:
+        return report.note or "no baseline"
     counts = ", ".join(f"{n} {verdict.lower()}" for verdict, n in report.counts.items() if n)
-    return (f"baseline {report.baseline} vs candidate {report.candidate}: {counts or 'no shared cells'} "
-            f"(latency threshold {report.threshold:.0%})")
+    text = (f"baseline {report.baseline} vs candidate {report.candidate}: {counts or 'no shared cells'} "
+            f"(latency threshold {report.threshold:.0%}, {report.confidence:.1%} intervals)")
+    if report.disturbed_rounds:
+        text += f"; {report.disturbed_rounds} disturbed round(s) left out"
+    more = report.more_rounds
+    if more is not None:
+        text += (f"; more rounds: {more.device_seconds:.0f} device-s of {more.max_device_seconds:.0f}, "
+                 f"{len(more.sessions)} session run(s)")
+        if more.notes:
+            text += "; " + "; ".join(more.notes)
+    return text
 
 
 def regress_table(report: RegressReport) -> Table:
@@ -196,3 +208,24 @@ def regress_markdown(report: RegressReport) -> str:
         if keys:
             lines.append(f"\n{title}: " + ", ".join(keys))
     return "\n".join(lines) + "\n"
+
+
+def step_text(step: StepFound) -> str:
+    """`+21.3% [+15.0%, +27.9%] at run R (date)`: a step in one line."""
+    return (f"{step.change:+.1%} [{step.low:+.1%}, {step.high:+.1%}] at run {step.run_id} "
+            f"({step.started_at[:16].replace('T', ' ')}): {format_us(step.before_us)} → {format_us(step.after_us)}")
+
+
+def history_table(report: HistoryReport) -> Table:
+    """One row per cell: runs, first and latest value, steps found."""
+    scope = f"tag {report.tag}" if report.tag else "all tags"
+    table = Table(title=f"history: {report.runs} run(s), {scope}",
+                  caption=f"steps: binary segmentation on run medians, at least {report.min_effect:.0%}, "
+                          f"segments of {steps.MIN_SEGMENT}+ runs, permutation p <= {steps.ALPHA}")
+    for name in ("device", "model", "delegate", "threads", "runs", "first p50", "latest p50", "steps"):
+        table.add_column(name)
+    for cell in report.cells:
+        table.add_row(cell.device, cell.model, cell.delegate, str(cell.threads), str(len(cell.points)),
+                      format_us(cell.points[0].p50_us), format_us(cell.points[-1].p50_us),
+                      "\n".join(map(step_text, cell.steps)) or "-")
+    return table

@@ -1,0 +1,239 @@
+"""Baseline and candidate measured interleaved in one session, and more rounds until decided.
+
+Night-to-night drift (another temperature, another neighbour on the host) is not in a
+comparison whose two sides ran on the same device in the same minutes, alternately:
+round 0 of the baseline, round 0 of the candidate, round 1 of the baseline, ... Latency
+is then judged on the ratio within each such pair (`verdicts.paired_ratio_change`), so
+drift both halves share cancels. A model compared with itself is measured twice as many
+rounds, alternately assigned to the two sides. When the baseline model's file is gone,
+only the candidate gets more rounds; they join its stored ones, judged unpaired.
+
+The sequential design is `controller.analysis.sequential.Plan`: a cell stops when decided;
+the whole follow-up stops when the device-seconds budget is spent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import msgspec
+
+from agent.wire.records import Cell, Settings
+from controller import models
+from controller.analysis import regress
+from controller.analysis.sequential import Plan
+from controller.analysis.stats import CellKey, cell_key, key_text
+from controller.history import SESSION_META
+from controller.models import ModelSource
+from controller.records import CellComparison, MoreRounds, RegressReport, RunReport
+from controller.runner import Observer, RunRequest, run
+from controller.store import ResultStore
+
+SESSION_TAG = "session"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One cell to measure in a session: its key, the two model files and the settings."""
+
+    key: CellKey
+    baseline: Optional[ModelSource]  # None: the baseline file is gone, the candidate alone gets rounds
+    candidate: ModelSource
+    settings: Settings
+
+    @property
+    def kind(self) -> str:
+        """`pair` (two files), `same model` (one file on both sides) or `candidate only`."""
+        if self.baseline is None:
+            return "candidate only"
+        return "same model" if self.baseline.sha256 == self.candidate.sha256 else "pair"
+
+
+@dataclass
+class Session:
+    """Rounds gathered so far per cell key, device seconds spent and the session runs made."""
+
+    rounds: dict[CellKey, tuple[list[Cell], list[Cell]]] = field(
+        default_factory=lambda: defaultdict(lambda: ([], [])))
+    device_seconds: float = 0.0
+    run_ids: list[str] = field(default_factory=list)
+
+
+def measure(pairs: Iterable[Pair], rounds: int, store: ResultStore, session: Session,
+            tag: str = SESSION_TAG, meta: Optional[dict[str, str]] = None,
+            observer: Optional[Observer] = None) -> list[str]:
+    """`rounds` more rounds per side for each pair, interleaved; returns error lines.
+
+    Pairs sharing device, delegate, threads, settings and kind run as one session run.
+    """
+    groups: dict[tuple, list[Pair]] = defaultdict(list)
+    for pair in pairs:
+        device, _, delegate, threads = pair.key
+        groups[(device, delegate, threads, msgspec.json.encode(pair.settings), pair.kind)].append(pair)
+    errors: list[str] = []
+    for (device, delegate, threads, _, kind), members in groups.items():
+        paths = []
+        for pair in members:
+            if kind == "pair":
+                paths.append(str(pair.baseline.path))
+            paths.append(str(pair.candidate.path))
+        request = RunRequest(devices=[device], models=paths, threads=[threads], delegates=[delegate],
+                             settings=members[0].settings, rounds=rounds * (2 if kind == "same model" else 1),
+                             tag=tag, meta={SESSION_META: tag, **(meta or {})})
+        started = time.monotonic()
+        report = run(request, store, observer)
+        session.device_seconds += time.monotonic() - started
+        session.run_ids.append(report.run_id)
+        errors += report.errors
+        for pair in members:
+            _collect(pair, report, session.rounds[pair.key])
+    return errors
+
+
+def _collect(pair: Pair, report: RunReport, into: tuple[list[Cell], list[Cell]]) -> None:
+    """Sort a session run's cells of `pair` into its baseline and candidate rounds (a file is
+    known by its name and content: other pairs of the run may share either)."""
+    base, cand = into
+
+    def made_from(cell: Cell, source: Optional[ModelSource]) -> bool:
+        return source is not None and cell.model == source.name and cell.model_sha256 == source.sha256
+
+    for cell in report.cells:
+        if pair.kind == "same model" and made_from(cell, pair.candidate):
+            (base if cell.round % 2 == 0 else cand).append(cell)
+        elif made_from(cell, pair.baseline):
+            base.append(cell)
+        elif made_from(cell, pair.candidate):
+            cand.append(cell)
+
+
+def judge(pair: Pair, session: Session, thresholds: regress.Thresholds,
+          stored: Optional[tuple[list[Cell], list[Cell]]] = None) -> CellComparison:
+    """The verdict from the session's rounds (the candidate's stored rounds join them when the
+    baseline file was gone and `stored` holds the stored runs' rounds)."""
+    base, cand = session.rounds[pair.key]
+    if pair.baseline is None:
+        return regress.compare_cell(pair.key, stored[0] if stored else [], (stored[1] if stored else []) + cand,
+                                    thresholds)
+    return regress.compare_cell(pair.key, base, cand, thresholds, paired=True)
+
+
+def sequential(pairs: list[Pair], first: dict[CellKey, CellComparison], plan: Plan,
+               thresholds: regress.Thresholds, store: ResultStore, session: Session,
+               stored: Optional[dict[CellKey, tuple[list[Cell], list[Cell]]]] = None,
+               reopen: tuple[str, ...] = ("INCONCLUSIVE",), meta: Optional[dict[str, str]] = None,
+               observer: Optional[Observer] = None) -> tuple[dict[CellKey, CellComparison], MoreRounds]:
+    """Look again after each batch at the cells whose verdict is in `reopen` (then INCONCLUSIVE),
+    until each is decided, the planned rounds are measured or the budget is spent."""
+    verdicts = dict(first)
+    summary = MoreRounds(planned_rounds=plan.more_rounds, batch=plan.batch, looks=plan.looks,
+                         max_device_seconds=plan.max_device_seconds)
+    open_keys = {key for key, cell in verdicts.items() if cell.verdict in reopen}
+    by_key = {pair.key: pair for pair in pairs}
+    for look in range(2, plan.looks + 1):
+        todo = [by_key[key] for key in sorted(open_keys) if key in by_key]
+        if not todo:
+            break
+        if session.device_seconds >= plan.max_device_seconds:
+            summary.notes.append(f"device-seconds budget spent ({session.device_seconds:.0f} s of "
+                                 f"{plan.max_device_seconds:.0f} s): {len(todo)} cell(s) left undecided")
+            break
+        rounds = min(plan.batch, plan.more_rounds - (look - 2) * plan.batch)
+        summary.notes += measure(todo, rounds, store, session, meta=meta, observer=observer)
+        for pair in todo:
+            cell = judge(pair, session, thresholds, (stored or {}).get(pair.key))
+            cell.looks = look
+            cell.flags.append(f"decided in session ({pair.kind}) at look {look} of {plan.looks}")
+            verdicts[pair.key] = cell
+        open_keys = {pair.key for pair in todo if verdicts[pair.key].verdict == "INCONCLUSIVE"}
+    summary.device_seconds = round(session.device_seconds, 1)
+    summary.sessions = list(session.run_ids)
+    return verdicts, summary
+
+
+def model_sources(store: ResultStore, run_ids: Iterable[str]) -> dict[tuple[str, str], ModelSource]:
+    """The model files the recorded requests of these runs name that still exist, by (name, sha256)."""
+    found: dict[tuple[str, str], ModelSource] = {}
+    for run_id in run_ids:
+        text = store.load_request(run_id)
+        if text is None:
+            continue
+        request = msgspec.json.decode(text, type=RunRequest)
+        sources, _ = models.resolve(request.models + ([request.reference] if request.reference else []))
+        for source in sources:
+            found.setdefault((source.name, source.sha256), source)
+    return found
+
+
+def follow_up(report: RegressReport, baseline: RunReport, candidate: RunReport, plan: Plan,
+              thresholds: regress.Thresholds, store: ResultStore,
+              observer: Optional[Observer] = None) -> RegressReport:
+    """`report` with its undecided cells measured again in sessions (see the module docstring).
+
+    A night-to-night REGRESSION or IMPROVEMENT is confirmed in a session too before it counts:
+    drift between nights is what the rounds of one night cannot show.
+    """
+    files = model_sources(store, [candidate.run_id, baseline.run_id])
+    by_key: dict[str, dict[CellKey, list[Cell]]] = {"base": defaultdict(list), "cand": defaultdict(list)}
+    for side, run_report in (("base", baseline), ("cand", candidate)):
+        for cell in run_report.cells:
+            by_key[side][cell_key(cell)].append(cell)
+    pairs, stored, notes = [], {}, []
+    for comparison in report.cells:
+        key = (comparison.device, comparison.model, comparison.delegate, comparison.threads)
+        if comparison.verdict == "NO CHANGE" or comparison.latency_p50.rounds[1] == 0:
+            continue
+        cand_cells = [c for c in by_key["cand"][key] if c.status == "ok"]
+        base_cells = [c for c in by_key["base"][key] if c.status == "ok"]
+        cand_file = files.get((cand_cells[0].model, cand_cells[0].model_sha256)) if cand_cells else None
+        if cand_file is None or cand_cells[0].settings is None:
+            notes.append(f"{key_text(key)}: candidate model file not found; no more rounds")
+            continue
+        base_file = files.get((base_cells[0].model, base_cells[0].model_sha256)) if base_cells else None
+        if base_file is None:
+            notes.append(f"{key_text(key)}: baseline model file not found; "
+                         "more rounds of the candidate join its stored ones")
+        pairs.append(Pair(key=key, baseline=base_file, candidate=cand_file, settings=cand_cells[0].settings))
+        stored[key] = (by_key["base"][key], by_key["cand"][key])
+    first = {(c.device, c.model, c.delegate, c.threads): c for c in report.cells}
+    verdicts, summary = sequential(
+        pairs, first, plan, thresholds, store, Session(), stored,
+        reopen=("INCONCLUSIVE", "REGRESSION", "IMPROVEMENT"),
+        meta={"baseline": baseline.run_id, "candidate": candidate.run_id}, observer=observer)
+    summary.notes = notes + summary.notes
+    cells = [verdicts[(c.device, c.model, c.delegate, c.threads)] for c in report.cells]
+    return msgspec.structs.replace(
+        report, cells=cells, counts=regress.count_verdicts(cells),
+        regressed=any(c.verdict == "REGRESSION" for c in cells),
+        disturbed_rounds=sum(sum(c.disturbed_rounds) for c in cells), more_rounds=summary)
+
+
+def compare_models(baseline: Path, candidate: Path, device: str, delegates: list[str], threads: list[int],
+                   rounds: int, settings: Settings, plan: Plan, thresholds: regress.Thresholds,
+                   store: ResultStore, tag: str = "compare",
+                   observer: Optional[Observer] = None) -> RegressReport:
+    """`controller compare`: two model files A/B in one session, judged like `regress`."""
+    base, cand = models.load(baseline), models.load(candidate)
+    pairs = [Pair(key=(device, cand.name, delegate, n), baseline=base, candidate=cand, settings=settings)
+             for delegate in delegates for n in threads]
+    session = Session()
+    meta = {"baseline_model": str(baseline), "candidate_model": str(candidate)}
+    errors = measure(pairs, rounds, store, session, tag=tag, meta=meta, observer=observer)
+    first = {}
+    for pair in pairs:
+        first[pair.key] = judge(pair, session, thresholds)
+    verdicts, summary = sequential(pairs, first, plan, thresholds, store, session, meta=meta, observer=observer)
+    summary.notes = errors + summary.notes
+    cells = [verdicts[pair.key] for pair in pairs]
+    return RegressReport(
+        baseline=session.run_ids[0], candidate=session.run_ids[-1], threshold=thresholds.latency,
+        memory_threshold=thresholds.memory, accuracy_threshold=thresholds.accuracy,
+        regressed=any(c.verdict == "REGRESSION" for c in cells), counts=regress.count_verdicts(cells),
+        cells=cells, disturbed_rounds=sum(sum(c.disturbed_rounds) for c in cells),
+        confidence=thresholds.confidence, more_rounds=summary,
+        note=f"{baseline.name} (baseline) vs {candidate.name} (candidate), interleaved in one session")
