@@ -124,7 +124,7 @@ def test_nightly_sequence_flags_a_planted_slowdown_and_not_quiet_runs(tmp_path):
 
 
 def test_shipped_nightly_script_first_night_then_quiet_then_regressed(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "examples" / "nightly" / "edgebench-nightly"
+    script = ROOT / "examples" / "nightly" / "edgebench-nightly"
     models, out = tmp_path / "models", tmp_path / "out"
     out.mkdir()
     fleet = tmp_path / "fleet.toml"
