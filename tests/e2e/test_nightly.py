@@ -156,24 +156,27 @@ def test_shipped_nightly_script_first_night_then_quiet_then_regressed(tmp_path):
 def test_report_and_history_name_a_planted_step(tmp_path):
     db, models = tmp_path / "steps.sqlite", tmp_path / "models"
     plant(models, "base")
-    nights = [nightly(db, models, rounds="2") for _ in range(4)]
+    # Five nights a side: the permutation test still finds the step when a busy machine
+    # makes one night of the base as slow as the copy.
+    nights = [nightly(db, models, rounds="2") for _ in range(5)]
     plant(models, "slower_200")
-    nights += [nightly(db, models, rounds="2") for _ in range(4)]
-    stepped = nights[4]["run_id"]
+    nights += [nightly(db, models, rounds="2") for _ in range(5)]
+    stepped = nights[5]["run_id"]
 
     result = controller("history", "--tag", "nightly", "--json", db=db)
     assert result.returncode == 0, result.stderr
     (cell,) = json.loads(result.stdout)["cells"]
-    assert len(cell["points"]) == 8
+    assert len(cell["points"]) == 10
+    assert [s["run_id"] for s in cell["steps"]] == [stepped], [round(p["p50_us"]) for p in cell["points"]]
     (step,) = cell["steps"]
-    assert step["run_id"] == stepped and step["before_run_id"] == nights[3]["run_id"]
-    assert step["low"] > 0.5 and step["change"] >= step["low"]
+    assert step["before_run_id"] == nights[4]["run_id"]
+    assert step["low"] > 0.25 and step["change"] >= step["low"]
 
     md = tmp_path / "report.md"
     result = controller("report", "--run", nights[-1]["run_id"], "--markdown", str(md), db=db)
     assert result.returncode == 0, result.stderr
     text = md.read_text()
-    assert f"at run {stepped}" in text and "8 run(s) of history" in text
+    assert f"at run {stepped}" in text and "10 run(s) of history" in text
     assert f"| {step['change']:+.1%} [" in text or f"{step['change']:+.1%} [" in text
 
 
@@ -181,12 +184,16 @@ def test_compare_measures_two_files_interleaved_and_judges_them(tmp_path):
     db = tmp_path / "ab.sqlite"
     base, slow = PLANTED / "base" / "conv_stack.tflite", PLANTED / "slower_200" / "conv_stack.tflite"
     result = controller("compare", "--baseline-model", str(base), "--candidate-model", str(slow),
-                        "--device", "local", *FAST, "--rounds", "4", "--json", db=db)
+                        "--device", "local", *FAST, "--rounds", "4", *MORE, "--json", db=db)
     assert result.returncode == 1, result.stderr
     doc = json.loads(result.stdout)
     (cell,) = doc["cells"]
-    assert cell["verdict"] == "REGRESSION" and cell["latency_p50"]["low"] > 0.5
-    assert cell["latency_p50"]["rounds"][0] + cell["disturbed_rounds"][0] == 4
+    # Three times the work; a busy machine narrows the measured gap, never to the threshold.
+    assert cell["verdict"] == "REGRESSION" and cell["latency_p50"]["low"] > 0.25
+    # Four pairs, and four more when a busy machine left the first look undecided; a pair goes
+    # when either half was disturbed.
+    pairs, disturbed = cell["latency_p50"]["rounds"], cell["disturbed_rounds"]
+    assert pairs[0] == pairs[1] and pairs[0] + sum(disturbed) >= 4 * cell["looks"] >= pairs[0]
 
     same = controller("compare", "--baseline-model", str(base), "--candidate-model", str(base),
                       "--device", "local", *FAST, "--rounds", "4", *MORE, "--json", db=db)
