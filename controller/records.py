@@ -128,7 +128,8 @@ class CellComparison(Record, kw_only=True):
     memory_peak: Optional[FigureChange] = None
     accuracy_top1: Optional[FigureChange] = None
     flags: list[str] = []
-    disturbed_rounds: tuple[int, int] = (0, 0)  # (baseline, candidate) rounds left out as disturbed
+    # (baseline, candidate) rounds left out as disturbed
+    disturbed_rounds: tuple[int, int] = msgspec.field(default_factory=lambda: (0, 0))
     # Filled when more rounds were measured in one session: how many looks decided it.
     looks: int = 1
 
