@@ -9,8 +9,10 @@ is not what its name says.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -22,11 +24,18 @@ from typing import Optional
 from agent.formats.binary import BinaryFormatError, check_program
 from agent.formats.dataset import DatasetError, check_bundle
 from agent.formats.modelfile import ModelFormatError, check_identifier
+from agent.wire.protocol import CHANGED_ON_DISK
+
+log = logging.getLogger("edgebench.agent")
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Each kind of blob: its file suffix, and the check its first chunk must pass.
 KINDS = {"model": (".tflite", check_identifier), "dataset": (".dataset", check_bundle),
          "binary": (".bin", check_program)}
+
+
+# Free bytes a transfer must leave on the agent's disk (for the outbox and logs).
+RESERVE_BYTES = 256 << 10
 
 
 class TransferError(ValueError):
@@ -50,6 +59,11 @@ class ModelCache:
         # sha256 -> number of accepted jobs that use it; the job thread releases, so lock.
         self._pins: dict[str, int] = {}
         self._pins_lock = threading.Lock()
+        # path -> (size, mtime, ctime, inode) when its content last hashed to its name.
+        self._verified: dict[Path, tuple[int, int, int, int]] = {}
+        # Partial files of transfers the agent no longer tracks (a crash, a restart).
+        for stale in self.directory.glob("*.part"):
+            stale.unlink(missing_ok=True)
 
     def pin(self, sha256s: Iterable[str]) -> None:
         """Keep these blobs from eviction until `unpin` (a job that will use them)."""
@@ -107,12 +121,50 @@ class ModelCache:
         return self.directory / f"{check_sha256(sha256)}{KINDS[kind][0]}"
 
     def has(self, sha256: str, kind: str = "model") -> bool:
-        """True when a complete blob of `kind` with this sha256 is cached."""
+        """True when the blob is cached and its bytes still hash to its name.
+
+        Re-hashed on every offer (once per run): a file changed on disk is evicted, so the
+        controller sends it again instead of a run measuring something else.
+        """
         path = self.path(sha256, kind)
-        if path.exists():
+        try:
             os.utime(path)  # recency, for eviction by least recent use
-            return True
-        return False
+        except FileNotFoundError:
+            return False
+        return self._check(path, sha256, force=True) is None
+
+    def verify(self, sha256: str, kind: str = "model") -> Optional[str]:
+        """None when the cached blob is what its name says (re-hashed only if its stat changed);
+        else evicts it and returns one line saying so."""
+        path = self.path(sha256, kind)
+        return self._check(path, sha256, force=False) if path.exists() else None
+
+    def _check(self, path: Path, sha256: str, force: bool) -> Optional[str]:
+        try:
+            stat = path.stat()
+            key = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+            if not force and self._verified.get(path) == key:
+                return None
+            digest = _file_sha256(path)
+        except FileNotFoundError:
+            return f"{path.name} vanished from the agent's cache"
+        if digest == sha256:
+            self._verified[path] = key
+            return None
+        self._verified.pop(path, None)
+        path.unlink(missing_ok=True)
+        log.warning("cache: %s %s (hash %s); evicted", path.name, CHANGED_ON_DISK, digest)
+        return f"cached model {sha256[:12]} {CHANGED_ON_DISK} (hash mismatch); evicted, send it again"
+
+    def committed(self, path: Path) -> None:
+        """Note a blob just verified and renamed into place."""
+        stat = path.stat()
+        self._verified[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+    def free_bytes(self) -> int:
+        """Bytes the agent may still write on the cache's file system."""
+        stat = os.statvfs(self.directory)
+        return stat.f_bavail * stat.f_frsize
 
     def receive(self, sha256: str, size: int, chunk_size: int, kind: str = "model") -> Incoming:
         """Start (or resume) receiving a blob of `size` bytes."""
@@ -131,6 +183,10 @@ class Incoming:
         self.hasher = hashlib.sha256()
         self.received = self._resume()
         self.requested = self.received
+        needed, free = size - self.received, cache.free_bytes()
+        if free < needed + RESERVE_BYTES:
+            raise TransferError(f"not enough free space on the agent's disk for {kind} {sha256[:12]}: "
+                                f"{free} bytes free in {cache.directory}, {needed + RESERVE_BYTES} needed")
         # Held open across chunk messages; closed on completion or by abort().
         self.file = open(self.part, "r+b" if self.received else "wb")  # noqa: SIM115
         self.file.seek(self.received)
@@ -189,19 +245,35 @@ class Incoming:
         if digest != self.sha256:
             self.part.unlink(missing_ok=True)
             raise TransferError(f"model hash mismatch: received {digest}, expected {self.sha256}")
-        os.replace(self.part, self.cache.path(self.sha256, self.kind))
+        final = self.cache.path(self.sha256, self.kind)
+        os.replace(self.part, final)
         _fsync_dir(self.cache.directory)
+        self.cache.committed(final)
 
     def abort(self) -> None:
         """Close the partial file, keeping it for a later resume."""
         if not self.file.closed:
             self.file.close()
 
+    def fail(self) -> None:
+        """Close and delete the partial file: a transfer that went wrong leaves nothing."""
+        with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+            self.file.close()
+        self.part.unlink(missing_ok=True)
+
 
 @functools.lru_cache(maxsize=1)
 def _hashing() -> ThreadPoolExecutor:
     """The one thread that hashes incoming chunks, started with the first transfer."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
+
+
+def _file_sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:

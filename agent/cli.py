@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = config.load(
             args.config, bind=args.bind, data_dir=args.data_dir, log_level=args.log_level,
             insecure=True if args.insecure else None,
-            cache_quota_bytes=args.cache_quota_bytes,
+            cache_quota_bytes=args.cache_quota_bytes, delegate_libraries=args.delegate_library,
         )
         settings.check()
         if args.root:
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 (port * picks one)")
     serve.add_argument("--data-dir", help="model cache and result outbox directory")
     serve.add_argument("--cache-quota-bytes", type=int, help="most bytes the model cache may hold")
+    serve.add_argument("--delegate-library", action="append", metavar="PATH",
+                       help="a delegate library jobs may load (repeatable; replaces delegate_libraries)")
     serve.add_argument("--insecure", action="store_true",
                        help="serve without authentication (loopback endpoints only)")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 from urllib.parse import urlsplit
 
 import msgspec
@@ -13,6 +13,14 @@ import msgspec
 from agent.formats.tomlfile import TomlFileError, read_toml
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
+# Delegate libraries an agent may load when its configuration names none: the usual
+# install places of the Coral Edge TPU, Arm NN and TFLite GPU delegates.
+DEFAULT_DELEGATE_LIBRARIES = (
+    "/usr/lib/libedgetpu.so.1", "/usr/lib/aarch64-linux-gnu/libedgetpu.so.1",
+    "/usr/lib/arm-linux-gnueabihf/libedgetpu.so.1", "/usr/lib/libarmnnDelegate.so",
+    "/usr/local/lib/libarmnnDelegate.so", "/usr/lib/libtensorflowlite_gpu_delegate.so",
+    "/usr/local/lib/libtensorflowlite_gpu_delegate.so",
+)
 DEFAULT_CONFIG_PATH = Path("/etc/edgebench/agent.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -31,6 +39,11 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allowed_keys_dir: Optional[str] = None
     insecure: bool = False
     log_level: str = "info"
+    # What a job may make the agent load or reach (the trust model, README): delegate
+    # libraries by path, every file of a directory, or a bare name the loader resolves;
+    # phones by USB serial or HOST:PORT. None: USB phones and loopback addresses only.
+    delegate_libraries: Union[str, list[str]] = msgspec.field(default_factory=lambda: list(DEFAULT_DELEGATE_LIBRARIES))
+    phones: Optional[list[str]] = None
     # Not a file setting: where /proc and /sys are read from (tests mirror a device there).
     root: str = "/"
 
@@ -45,6 +58,11 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         if self.cache_quota_bytes is not None and self.cache_quota_bytes <= 0:
             raise ConfigError("cache_quota_bytes must be a positive number of bytes")
+        libraries = [self.delegate_libraries] if isinstance(self.delegate_libraries, str) else self.delegate_libraries
+        if not all(isinstance(entry, str) and entry.strip() for entry in libraries):
+            raise ConfigError("delegate_libraries must be a directory or a list of library paths")
+        if self.phones is not None and not all(isinstance(p, str) and p.strip() for p in self.phones):
+            raise ConfigError("phones must be a list of USB serials or HOST:PORT addresses")
         loopback = is_loopback_endpoint(self.bind)
         if self.insecure:
             if not loopback:
@@ -108,4 +126,8 @@ def default_config_text(data_dir: Path, config_dir: Path) -> str:
         f'allowed_keys_dir = "{config_dir}/controllers.d"   # public keys of allowed controllers\n'
         "insecure = false\n"
         'log_level = "info"\n'
+        "# Delegate libraries jobs may load (a directory or a list; default: the usual Edge TPU,\n"
+        "# Arm NN and GPU delegate paths) and phones the agent may open (default: USB and loopback).\n"
+        '# delegate_libraries = ["/usr/lib/aarch64-linux-gnu/libedgetpu.so.1"]\n'
+        '# phones = ["R58M123ABCD", "127.0.0.1:5555"]\n'
     )

@@ -9,8 +9,11 @@ failed cell with one clear line; the snapshots it reported before are kept.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Callable, Optional, Union
@@ -62,12 +65,26 @@ class CellRunner:
         self._ctx = multiprocessing.get_context("forkserver")
         # numpy imports numpy.ma and numpy.random lazily: preloaded, no cell pays for them.
         self._ctx.set_forkserver_preload(["agent.measure", runtime.module, "numpy.ma", "numpy.random"])
+        self._process: Optional[multiprocessing.process.BaseProcess] = None
+
+    def kill_running(self) -> None:
+        """Kill the running cell's process (from any thread; set `run`'s cancel event first)."""
+        process = self._process
+        if process is not None and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
 
     def run(self, model_path: str, spec: CellSpec, cell: Cell,
             on_start: Callable[[int], None] = lambda pid: None,
             timeout_s: Optional[float] = None,
-            dataset_path: Optional[str] = None) -> tuple[Cell, Optional[Evaluation]]:
-        """Measure `cell` in a child process; never raises for what the child does."""
+            dataset_path: Optional[str] = None,
+            cancel: Optional[threading.Event] = None,
+            cancelled_error: str = "cancelled") -> tuple[Cell, Optional[Evaluation]]:
+        """Measure `cell` in a child process; never raises for what the child does.
+
+        When `cancel` is set (before the child starts, or then with `kill_running`), the
+        child is killed and the cell fails with `cancelled_error`.
+        """
         if timeout_s is None:
             # Warmup and the timed phase, then the op profile's own phase, each cut at max_secs.
             phases = 3 if spec.op_profile else 2
@@ -80,7 +97,10 @@ class CellRunner:
             daemon=True,
         )
         process.start()
+        self._process = process
         child.close()
+        if cancel is not None and cancel.is_set():
+            self.kill_running()
         on_start(process.pid)
         latest, evaluation, finished, timed_out = cell, None, False, False
         deadline = time.monotonic() + timeout_s
@@ -102,10 +122,12 @@ class CellRunner:
             if not finished:
                 process.kill()
             process.join()
+            self._process = None
             parent.close()
         if finished:
             return latest, evaluation
-        error = (f"cell timed out after {timeout_s:.0f} s" if timed_out
+        error = (cancelled_error if cancel is not None and cancel.is_set()
+                 else f"cell timed out after {timeout_s:.0f} s" if timed_out
                  else _death_message(process.exitcode))
         return msgspec.structs.replace(latest, status="failed", error=error), None
 

@@ -16,10 +16,12 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Protocol, Union
 
 import msgspec
 
+from agent import trust
 from agent.android.adb import AdbError
 from agent.android.runner import AndroidRunner
 from agent.cache import ModelCache
@@ -48,6 +50,7 @@ log = logging.getLogger("edgebench.agent")
 
 Send = Callable[[bytes, Message], None]
 OnStart = Callable[[int], None]
+CANCELLED = "cancelled by the controller"
 
 
 class CellBackend(Protocol):
@@ -58,18 +61,37 @@ class CellBackend(Protocol):
 
 
 class LocalCells:
-    """Cells of this device, each in a fresh child process (see agent.isolation)."""
+    """Cells of this device, each in a fresh child process (see agent.isolation).
 
-    def __init__(self, cache: ModelCache, runtime: Optional[Runtime], root: str):
+    A cell's model is re-hashed when its file changed since it was verified, and a delegate
+    library is loaded only when the agent's `delegate_libraries` grants it (agent.trust).
+    """
+
+    def __init__(self, cache: ModelCache, runtime: Optional[Runtime], root: str,
+                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None):
         self.cache, self.runtime, self.root = cache, runtime, root
+        self.libraries = libraries if isinstance(libraries, str) else list(libraries)
+        self.data_dir = data_dir or cache.directory.parent
+        self.cancel = threading.Event()  # set: the running cell is killed and fails as cancelled
         self._cells: Optional[CellRunner] = None
+
+    def kill_running(self) -> None:
+        """Kill the running cell's process (after setting `cancel`)."""
+        if self._cells is not None:
+            self._cells.kill_running()
 
     def run(self, spec: CellSpec, template: Cell, on_start: OnStart) -> tuple[Cell, Optional[Evaluation]]:
         """Measure the cell in a child process."""
         path = self.cache.path(spec.model_sha256)
-        problem = self._check(spec, path.exists())
+        problem = self._check(spec, path.exists()) or self.cache.verify(spec.model_sha256)
         if problem:
             return msgspec.structs.replace(template, error=problem), None
+        if spec.delegate_library:
+            try:
+                spec = msgspec.structs.replace(spec, delegate_library=trust.delegate_library(
+                    spec.delegate_library, self.libraries, self.data_dir))
+            except trust.NotAllowed as exc:
+                return msgspec.structs.replace(template, error=str(exc)), None
         dataset = self.cache.path(spec.dataset_sha256, "dataset") if spec.dataset_sha256 else None
         if dataset is not None and not dataset.exists():
             return msgspec.structs.replace(template, error="dataset was not transferred to the agent"), None
@@ -77,7 +99,8 @@ class LocalCells:
             self._cells = CellRunner(self.runtime, self.root)
         try:
             return self._cells.run(str(path), spec, template, on_start=on_start,
-                                   dataset_path=str(dataset) if dataset else None)
+                                   dataset_path=str(dataset) if dataset else None,
+                                   cancel=self.cancel, cancelled_error=CANCELLED)
         except OSError as exc:  # no child process could be started (limits, sandbox)
             return msgspec.structs.replace(template, error=f"could not start the cell's process: {exc}"), None
 
@@ -123,20 +146,48 @@ _Work = Union[_Job, _PhoneFacts]
 class JobRunner:
     """Runs accepted jobs in order on one thread; cells run in child processes or on phones."""
 
-    def __init__(self, cache: ModelCache, runtime: Optional[Runtime], send: Send, root: str = "/"):
+    def __init__(self, cache: ModelCache, runtime: Optional[Runtime], send: Send, root: str = "/",
+                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None):
         self.cache = cache
         self.send = send
         self.root = root
-        self._local = LocalCells(cache, runtime, root)
+        self._local = LocalCells(cache, runtime, root, libraries, data_dir)
         self._android: Optional[AndroidRunner] = None
         self._queue: queue.Queue[Optional[_Work]] = queue.Queue()
         self._stopping = threading.Event()
+        # Set to end a cooldown wait early (a cancel, or the agent stopping).
+        self._abort = threading.Event()
+        # The job being run, and the ids of jobs cancelled before or while they run.
+        self._current: Optional[str] = None
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="jobs", daemon=True)
         self._thread.start()
 
     def submit(self, client: bytes, job: RunJob) -> None:
         """Queue a job from `client`; its cells run after the jobs before it."""
         self._queue.put(_Job(client, job))
+
+    def queued(self) -> int:
+        """Jobs waiting for the job thread."""
+        return self._queue.qsize()
+
+    def cancel(self, job_id: str) -> bool:
+        """Stop a queued or running job: its running cell is killed, the rest skipped.
+
+        Returns False when no such job is queued or running. Safe from the server's thread.
+        """
+        with self._lock:
+            if job_id == self._current:
+                self._cancelled.add(job_id)
+                self._abort.set()
+                self._local.cancel.set()
+                self._local.kill_running()
+                return True
+            queued = any(isinstance(item, _Job) and item.job.job_id == job_id for item in list(self._queue.queue))
+            if queued:
+                self._cancelled.add(job_id)
+            return queued
 
     def submit_info(self, client: bytes, request: InfoRequest) -> None:
         """Read a phone's facts on the job thread, which owns the ADB connections."""
@@ -145,6 +196,7 @@ class JobRunner:
     def stop(self) -> None:
         """Finish the running cell, skip the rest, and end the thread."""
         self._stopping.set()
+        self._abort.set()  # a cooldown wait ends early; the running cell finishes
         self._queue.put(None)
         self._thread.join()
         if self._android is not None:
@@ -161,7 +213,24 @@ class JobRunner:
                 return
 
     def _run_job(self, client: bytes, job: RunJob) -> bool:
-        """Run one job to its end; False when the runner stopped part way."""
+        """Run one job to its end (or its cancel); False when the runner stopped part way."""
+        with self._lock:
+            if job.job_id in self._cancelled:
+                self._cancelled.discard(job.job_id)
+                self.send(client, JobDone(job_id=job.job_id, interrupted=CANCELLED))
+                return True
+            self._current = job.job_id
+            self._local.cancel.clear()
+            if not self._stopping.is_set():
+                self._abort.clear()
+        try:
+            return self._run_owned(client, job)
+        finally:
+            with self._lock:
+                self._current = None
+                self._cancelled.discard(job.job_id)
+
+    def _run_owned(self, client: bytes, job: RunJob) -> bool:
         log.info("job %s: %d cells", job.job_id, len(job.cells))
         backend: CellBackend = (PhoneCells(self._android_runner(), job.android) if job.android is not None
                                 else self._local)
@@ -175,7 +244,11 @@ class JobRunner:
             log.exception("job %s: failed", job.job_id)
             self.send(client, JobDone(job_id=job.job_id, interrupted=f"agent error: {exc}"))
             return True
-        self.send(client, JobDone(job_id=job.job_id))
+        if job.job_id in self._cancelled:
+            log.info("job %s: %s", job.job_id, CANCELLED)
+            self.send(client, JobDone(job_id=job.job_id, interrupted=CANCELLED))
+        else:
+            self.send(client, JobDone(job_id=job.job_id))
         return True
 
     def _run_cells(self, client: bytes, job: RunJob, backend: CellBackend, governor_problems: list[str]) -> bool:
@@ -189,6 +262,8 @@ class JobRunner:
             if self._stopping.is_set():
                 log.info("job %s: stopped before cell %d", job.job_id, index)
                 return False
+            if job.job_id in self._cancelled:
+                return True
             cooldown = self._cool_down(client, job.job_id, index, spec)
             path = self.cache.path(spec.model_sha256)
             template = cell_template(spec, path.stat().st_size if path.exists() else 0)
@@ -222,7 +297,7 @@ class JobRunner:
                                       target_c=spec.cooldown_below_c, remaining_s=remaining))
 
         waited, cooled = cool_down(SysRoot(self.root), spec.cooldown_below_c, spec.max_cooldown_s,
-                                   self._stopping, tick)
+                                   self._abort, tick)
         if cooled is False:
             log.warning("job %s cell %d: still above %.1f C after %.0f s; measuring anyway",
                         job_id, index, spec.cooldown_below_c, waited)

@@ -11,6 +11,8 @@ never becomes a path):
 Files are written to a temporary name, fsynced and renamed, so a power cut leaves either
 the old or the new state. A result is deleted only when the controller acknowledges it;
 after a restart, a job without `done.msgpack` was interrupted: its completed cells stay.
+Finished jobs that no controller acknowledges are dropped after a week, or sooner when the
+outbox grows past its size or job limit (`prune`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -30,6 +33,10 @@ from agent.wire.protocol import CellDone, JobDone, RunJob
 log = logging.getLogger("edgebench.agent")
 
 Result = Union[CellDone, JobDone]
+# Finished jobs nobody acknowledged are kept this long, and the outbox this big, at most.
+RETENTION_S = 7 * 86_400.0
+MAX_BYTES = 256 << 20
+MAX_JOBS = 1000
 _result_decoder = msgspec.msgpack.Decoder(Result)
 _job_decoder = msgspec.msgpack.Decoder(RunJob)
 
@@ -70,24 +77,65 @@ class Outbox:
 
     def pending(self, job_id: str) -> list[Result]:
         """Unacknowledged results of a job, cells in index order, then the JobDone if any."""
+        return [result for path in self.pending_paths(job_id) if (result := self.read(path)) is not None]
+
+    def pending_paths(self, job_id: str) -> list[Path]:
+        """Files of a job's unacknowledged results, cells in index order, then the JobDone."""
         directory = self._dir(job_id)
-        cells: list[CellDone] = []
-        done: Optional[JobDone] = None
-        for path in directory.glob("*.msgpack"):
-            if path.name == "job.msgpack":
-                continue
-            try:
-                result = _result_decoder.decode(path.read_bytes())
-            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("outbox: dropping unreadable %s: %s", path, exc)
-                path.unlink(missing_ok=True)
-                continue
-            if isinstance(result, JobDone):
-                done = result
-            else:
-                cells.append(result)
-        cells.sort(key=lambda c: c.index)
-        return [*cells, *([done] if done else [])]
+        cells = []
+        for path in directory.glob("cell-*.msgpack"):
+            with contextlib.suppress(ValueError):
+                cells.append((int(path.stem.removeprefix("cell-")), path))
+        done = directory / "done.msgpack"
+        return [path for _, path in sorted(cells)] + ([done] if done.exists() else [])
+
+    def read(self, path: Path) -> Optional[Result]:
+        """One stored result; None (and the file dropped) when it is unreadable or gone."""
+        try:
+            return _result_decoder.decode(path.read_bytes())
+        except FileNotFoundError:
+            return None  # acknowledged meanwhile
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("outbox: dropping unreadable %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+
+    def prune(self, max_age_s: float = RETENTION_S, max_bytes: int = MAX_BYTES, max_jobs: int = MAX_JOBS,
+              now: Optional[float] = None) -> int:
+        """Drop finished, unacknowledged jobs older than `max_age_s`, then the oldest ones until
+        the outbox holds at most `max_jobs` jobs and `max_bytes`. Unfinished jobs stay.
+
+        Returns the number of jobs dropped.
+        """
+        now = time.time() if now is None else now
+        finished, total_bytes, count = [], 0, 0
+        for directory in self.directory.iterdir():
+            count += 1
+            size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file()) if directory.is_dir() else 0
+            total_bytes += size
+            done = directory / "done.msgpack"
+            with contextlib.suppress(FileNotFoundError):
+                finished.append((done.stat().st_mtime, size, directory))
+        dropped = 0
+        for mtime, size, directory in sorted(finished, key=lambda entry: entry[0]):
+            if now - mtime <= max_age_s and total_bytes <= max_bytes and count <= max_jobs:
+                break
+            shutil.rmtree(directory, ignore_errors=True)
+            total_bytes -= size
+            count -= 1
+            dropped += 1
+        if dropped:
+            log.info("outbox: dropped %d finished job(s) never acknowledged", dropped)
+        return dropped
+
+    def size_bytes(self) -> int:
+        """Bytes held by the outbox."""
+        total = 0
+        for directory, _, files in os.walk(self.directory):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):  # acknowledged meanwhile
+                    total += os.stat(os.path.join(directory, name)).st_size
+        return total
 
     def ack(self, job_id: str, cells: list[int], done: bool) -> None:
         """Forget acknowledged results; the whole job once its end is acknowledged."""

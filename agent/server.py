@@ -23,19 +23,24 @@ from typing import Callable, Optional
 
 import msgspec
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
-from agent import __version__
+from agent import __version__, trust
 from agent import runtime as runtimes
 from agent.cache import Incoming, ModelCache, TransferError
 from agent.config import AgentConfig
+from agent.datadir import lock_data_dir
 from agent.facts import read_facts
 from agent.jobs import JobRunner
 from agent.notify import Notifier
 from agent.outbox import Outbox
+from agent.replay import Replays
+from agent.transfers import Transfers
 from agent.wire import protocol
-from agent.wire.keys import load_secret
+from agent.wire.keys import check_private, load_secret
 from agent.wire.protocol import (
     Ack,
+    Cancel,
     CellDone,
     CellStarted,
     Chunk,
@@ -53,18 +58,24 @@ from agent.wire.protocol import (
     Pong,
     RunJob,
     Welcome,
+    quote,
 )
 from agent.zap import ZAP_DOMAIN, ZapHandler
 
 log = logging.getLogger("edgebench.agent")
 
 _RESULTS = "inproc://edgebench-results"
-# Transfers one connection may have open at once, and how long a silent connection's
-# transfers are kept open (its partial files stay on disk for a resume either way).
-MAX_TRANSFERS = 4
-CLIENT_IDLE_S = 300.0
+# How long the agent remembers a silent connection, and how many it remembers at most.
+CLIENT_IDLE_S = 60.0
+MAX_CLIENTS = 4096
+# Jobs waiting for the job thread at once (each holds its cells in memory).
+MAX_QUEUED_JOBS = 32
+# The outbox is pruned at start and after this many accepted jobs.
+PRUNE_EVERY = 32
 # libzmq's own heartbeat on every connection: a dead peer is noticed even mid-transfer.
 ZMQ_HEARTBEAT_MS = 10_000
+# Messages queued for one slow connection before libzmq drops more (ZMQ_SNDHWM).
+SEND_HWM = 1000
 
 
 class _Route(msgspec.Struct, array_like=True):
@@ -84,8 +95,9 @@ _route_decoder = msgspec.msgpack.Decoder(_Route)
 class _Client:
     """What the agent tracks per connected controller."""
 
-    transfers: dict[str, Incoming] = field(default_factory=dict)
     last_seen: float = field(default_factory=time.monotonic)
+    fd: Optional[int] = None  # its TCP connection, to notice the hang-up
+    gone: bool = False
 
 
 class AgentServer:
@@ -95,11 +107,16 @@ class AgentServer:
         config.check()
         self.config = config
         self.notifier = notifier or Notifier({})
-        self.runtime = runtimes.detect()
         data = config.data_path
+        self._data_lock = lock_data_dir(data)
+        self.runtime = runtimes.detect()
         self.cache = ModelCache(data / "models", config.cache_quota_bytes)
+        self.transfers = Transfers(self.cache)
         self.outbox = Outbox(data / "outbox")
         self.outbox.recover()
+        self.outbox.prune()
+        self.replays = Replays(self.outbox, self._reply)
+        self._accepted = 0
         self.facts = read_facts(config.root)
         self.endpoint: Optional[str] = None
         self.messages_received = 0
@@ -113,6 +130,7 @@ class AgentServer:
         self._zap: Optional[ZapHandler] = None
         self._router = self._ctx.socket(zmq.ROUTER)
         if not config.insecure:
+            check_private(config.secret_key)
             public, secret = load_secret(config.secret_key)
             self._zap = ZapHandler(self._ctx, config.allowed_keys_dir)
             self._router.setsockopt(zmq.CURVE_SERVER, 1)
@@ -123,6 +141,9 @@ class AgentServer:
         self._router.setsockopt(zmq.LINGER, 1000)
         self._router.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ZMQ_HEARTBEAT_MS)
+        self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
+        # Hang-ups, matched to controllers by their connection's file descriptor.
+        self._monitor = self._router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         self._results = self._ctx.socket(zmq.PULL)
         self._results.bind(_RESULTS)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -136,9 +157,11 @@ class AgentServer:
             Chunk: self._on_chunk,
             RunJob: self._on_run,
             Ack: self._on_ack,
+            Cancel: self._on_cancel,
         }
         self._local = threading.local()
-        self.jobs = JobRunner(self.cache, self.runtime, self._send_from_thread, config.root)
+        self.jobs = JobRunner(self.cache, self.runtime, self._send_from_thread, config.root,
+                              libraries=config.delegate_libraries, data_dir=data)
 
     def bind(self) -> str:
         """Bind the ROUTER socket; returns the actual endpoint (a `*` port resolved)."""
@@ -175,7 +198,8 @@ class AgentServer:
         if install_signal_handlers:
             self.handle_signals()
         poller = zmq.Poller()
-        for sock in (self._router, self._results, self._wake_r, *([self._zap.socket] if self._zap else [])):
+        for sock in (self._router, self._results, self._wake_r, self._monitor,
+                     *([self._zap.socket] if self._zap else [])):
             poller.register(sock, zmq.POLLIN)
         log.info("listening on %s (%s, runtime %s %s)", self.endpoint,
                  "insecure" if self.config.insecure else "CURVE",
@@ -203,9 +227,12 @@ class AgentServer:
                     self._zap.handle()
                 if self._results in events:
                     self._forward_results()
+                if self._monitor in events:
+                    self._hang_ups()
                 if self._router in events:
                     self._receive()
                 self._forget_idle_clients()
+                self.replays.run_due()
         finally:
             self._close()
 
@@ -213,6 +240,7 @@ class AgentServer:
         deadlines = [next_ping] if next_ping is not None else []
         if self._clients:
             deadlines.append(min(c.last_seen for c in self._clients.values()) + CLIENT_IDLE_S)
+        deadlines += [d for d in (self.transfers.next_deadline(), self.replays.next_deadline()) if d is not None]
         if not deadlines:
             return None  # nothing is due: sleep until something arrives
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
@@ -267,7 +295,10 @@ class AgentServer:
             # libzmq's buffers, written and hashed without another copy.
             client = raw[0].bytes
             frames = [frame.bytes for frame in raw[1:3]] + [frame.buffer for frame in raw[3:]]
-            self._client(client).last_seen = time.monotonic()
+            state = self._client(client)
+            state.last_seen, state.gone = time.monotonic(), False
+            with contextlib.suppress(zmq.ZMQError):
+                state.fd = raw[0].get(zmq.SRCFD)
             try:
                 message, payload = protocol.decode(frames)
                 bad = protocol.problem(message, payload)
@@ -275,9 +306,9 @@ class AgentServer:
                 log.warning("client %s: %s", client.hex(), exc)
                 self._reply(client, Error(message=str(exc)))
                 continue
-            except Exception as exc:  # a decoder surprise must not stop the agent either
-                log.exception("client %s: undecodable message", client.hex())
-                self._reply(client, Error(message=f"malformed message: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - a decoder surprise must not stop the agent either
+                log.warning("client %s: undecodable message: %s", client.hex(), quote(repr(exc)))
+                self._reply(client, Error(message=f"malformed message: {quote(str(exc))}"))
                 continue
             if bad:
                 log.warning("client %s: rejected %s: %s", client.hex(), type(message).__name__, bad)
@@ -295,7 +326,20 @@ class AgentServer:
                 self._reply(client, Error(message=f"agent error handling {type(message).__name__}: {exc}"))
 
     def _reply(self, client: bytes, message: Message, *payload: bytes) -> None:
-        self._router.send_multipart([client, *protocol.encode(message, *payload)])
+        # ROUTER drops what a slow or vanished peer cannot take (SNDHWM); never blocks.
+        self._router.send_multipart([client, *protocol.encode(message, *payload)], zmq.NOBLOCK)
+
+    def _hang_ups(self) -> None:
+        """Mark the controllers whose connection closed: their jobs may be claimed at once."""
+        while True:
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                for state in self._clients.values():
+                    if state.fd == event["value"]:
+                        state.gone, state.fd = True, None
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
         """Called by the job thread: persist a result, then hand it to the loop to route."""
@@ -311,15 +355,25 @@ class AgentServer:
         sock.send_multipart([_route_encoder.encode(route), *protocol.encode(message)])
 
     def _client(self, client: bytes) -> _Client:
-        return self._clients.setdefault(client, _Client())
+        state = self._clients.get(client)
+        if state is None:
+            if len(self._clients) >= MAX_CLIENTS:  # ids are free to invent: forget the oldest
+                del self._clients[min(self._clients, key=lambda c: self._clients[c].last_seen)]
+            state = self._clients[client] = _Client()
+        return state
+
+    def _alive(self, client: bytes) -> Optional[_Client]:
+        state = self._clients.get(client)
+        if state is None or state.gone or time.monotonic() - state.last_seen > CLIENT_IDLE_S:
+            return None
+        return state
 
     def _forget_idle_clients(self) -> None:
         now = time.monotonic()
         for client, state in list(self._clients.items()):
             if now - state.last_seen > CLIENT_IDLE_S:
-                for incoming in state.transfers.values():
-                    incoming.abort()
                 del self._clients[client]
+        self.transfers.expire(now, self._request_credit)
 
     def _on_hello(self, client: bytes, message: Hello, payload: list) -> None:
         log.info("client %s: hello (controller %s, protocol minor %d)", client.hex(),
@@ -336,36 +390,45 @@ class AgentServer:
 
     def _on_info(self, client: bytes, message: InfoRequest, payload: list) -> None:
         if message.android is not None:  # a phone's facts take ADB round trips: not on this loop
+            if not self._phone_allowed(client, message.android, "info"):
+                return
             self.jobs.submit_info(client, message)
             return
         self._reply(client, InfoReply(facts=read_facts(self.config.root)))
 
+    def _phone_allowed(self, client: bytes, target, ref: str) -> bool:
+        try:
+            trust.check_phone(target, self.config.phones)
+        except trust.NotAllowed as exc:
+            log.warning("client %s: refused: %s", client.hex(), exc)
+            self._reply(client, Error(message=str(exc), ref=ref))
+            return False
+        return True
+
     def _on_offer(self, client: bytes, message: Offer, payload: list) -> None:
-        state = self._client(client)
         kind = getattr(message, "kind", "model")
         try:
             if self.cache.has(message.sha256, kind):
                 self._reply(client, Have(sha256=message.sha256, transferred=0))
                 return
-            old = state.transfers.pop(message.sha256, None)
-            if old is not None:
-                old.abort()
-            if len(state.transfers) >= MAX_TRANSFERS:
-                raise TransferError(f"at most {MAX_TRANSFERS} transfers at once")
-            busy = {sha for c in self._clients.values() for sha in c.transfers}
-            for name in self.cache.make_room(message.size, keep=busy | {message.sha256}):
-                log.info("cache: evicted %s (least recently used)", name)
-            incoming = self.cache.receive(message.sha256, message.size, protocol.CHUNK_SIZE, kind)
+            transfer = self.transfers.start(client, message.sha256, message.size, protocol.CHUNK_SIZE, kind)
         except (TransferError, OSError) as exc:
             log.warning("client %s: refused %s: %s", client.hex(), message.sha256, exc)
             self._reply(client, Error(message=str(exc), ref=message.sha256))
             return
-        state.transfers[message.sha256] = incoming
+        if transfer is None:
+            log.info("client %s: waits for %s, already arriving from another controller",
+                     client.hex(), message.sha256)
+            return
         log.info("client %s: receiving %s (%d bytes, from %d)", client.hex(), message.name,
-                 message.size, incoming.received)
+                 message.size, transfer.incoming.received)
+        self._request_credit(client, transfer.incoming)
+
+    def _request_credit(self, client: bytes, incoming: Incoming) -> bool:
         for _ in range(protocol.FETCH_CREDIT):
             if not self._request_next(client, incoming):
                 break
+        return True
 
     def _request_next(self, client: bytes, incoming: Incoming) -> bool:
         request = incoming.next_request()
@@ -376,40 +439,45 @@ class AgentServer:
         return True
 
     def _on_chunk(self, client: bytes, message: Chunk, payload: list) -> None:
-        state = self._client(client)
-        incoming = state.transfers.get(message.sha256)
-        if incoming is None:
+        transfer = self.transfers.get(client, message.sha256)
+        if transfer is None:
             self._reply(client, Error(message="chunk without an offer", ref=message.sha256))
             return
+        transfer.last_active = time.monotonic()
+        incoming = transfer.incoming
         try:
             complete = incoming.write(message.offset, payload[0])
         except (TransferError, OSError) as exc:
-            incoming.abort()
-            del state.transfers[message.sha256]
+            self.transfers.finish(message.sha256, failed=True)
             log.warning("client %s: transfer %s failed: %s", client.hex(), message.sha256, exc)
-            self._reply(client, Error(message=str(exc), ref=message.sha256))
+            for waiting in transfer.everyone():
+                self._reply(waiting, Error(message=str(exc), ref=message.sha256))
             return
         if complete:
-            del state.transfers[message.sha256]
+            self.transfers.finish(message.sha256, failed=False)
             log.info("client %s: stored %s", client.hex(), message.sha256)
-            self._reply(client, Have(sha256=message.sha256, transferred=incoming.size))
+            for waiting in transfer.everyone():
+                self._reply(waiting, Have(sha256=message.sha256, transferred=incoming.size if
+                                          waiting == client else 0))
         else:
             self._request_next(client, incoming)
 
     def _on_run(self, client: bytes, message: RunJob, payload: list) -> None:
+        if message.android is not None and not self._phone_allowed(client, message.android, message.job_id):
+            return
         if self.outbox.known(message.job_id):
-            # The same job again: a controller reconnecting. Replay what it has not acknowledged.
-            self._job_clients[message.job_id] = client
-            pending = self.outbox.pending(message.job_id)
-            log.info("job %s: re-attached by client %s, replaying %d result(s)",
-                     message.job_id, client.hex(), len(pending))
-            self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
-            for result in pending:
-                self._reply(client, result)
+            self._reattach(client, message)
             return
         if self._stopping.is_set():
             self._reply(client, Error(message="agent is stopping; not accepting jobs", ref=message.job_id))
             return
+        if self.jobs.queued() >= MAX_QUEUED_JOBS:
+            self._reply(client, Error(message=f"the agent has {MAX_QUEUED_JOBS} jobs queued; try again later",
+                                      ref=message.job_id))
+            return
+        self._accepted += 1
+        if self._accepted % PRUNE_EVERY == 0:  # a walk over the outbox: not for every job
+            self.outbox.prune()
         self.outbox.accept(message)
         self._job_clients[message.job_id] = client
         models = [spec.model_sha256 for spec in message.cells]
@@ -418,18 +486,51 @@ class AgentServer:
         self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
         self.jobs.submit(client, message)
 
+    def _reattach(self, client: bytes, message: RunJob) -> None:
+        """The same job again: a controller reconnecting. It gets what it has not acknowledged,
+        unless another controller that is still connected owns the job."""
+        owner = self._job_clients.get(message.job_id)
+        if owner is not None and owner != client:
+            state = self._alive(owner)
+            if state is not None:
+                heard = time.monotonic() - state.last_seen
+                log.warning("job %s: claim by client %s refused: owned by client %s", message.job_id,
+                            client.hex(), owner.hex())
+                self._reply(client, Error(
+                    message=f"job {quote(message.job_id)} is owned by another controller (client "
+                            f"{owner.hex()[:12]}, heard from {heard:.0f} s ago); it can be taken over "
+                            "once that controller is gone", ref=message.job_id))
+                return
+        log.info("job %s: re-attached by client %s", message.job_id, client.hex())
+        self._job_clients[message.job_id] = client
+        self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
+        self.replays.request(message.job_id, client)
+
     def _on_ack(self, client: bytes, message: Ack, payload: list) -> None:
         self.outbox.ack(message.job_id, message.cells, message.done)
+        self.replays.acked(message.job_id, len(message.cells) + message.done)
         if message.done:
             self._job_clients.pop(message.job_id, None)
+            self.replays.forget(message.job_id)
+
+    def _on_cancel(self, client: bytes, message: Cancel, payload: list) -> None:
+        owner = self._job_clients.get(message.job_id)
+        if owner is not None and owner != client and self._alive(owner) is not None:
+            self._reply(client, Error(message=f"job {quote(message.job_id)} is owned by another controller",
+                                      ref=message.job_id))
+            return
+        if self.jobs.cancel(message.job_id):
+            log.info("job %s: cancel asked by client %s", message.job_id, client.hex())
+            self._job_clients[message.job_id] = client
+        else:
+            self._reply(client, Error(message=f"job {quote(message.job_id)} is not running", ref=message.job_id))
 
     def _close(self) -> None:
         log.info("stopped")
         self._forward_results()
-        for state in self._clients.values():
-            for incoming in state.transfers.values():
-                incoming.abort()
-        sockets = [self._router, self._results, *([self._zap] if self._zap else [])]
+        self.transfers.close()
+        self._router.disable_monitor()
+        sockets = [self._monitor, self._router, self._results, *([self._zap] if self._zap else [])]
         for sock in sockets:
             sock.close()
         with contextlib.suppress(ValueError):  # not the main thread: no wakeup fd was set
@@ -438,3 +539,4 @@ class AgentServer:
         self._wake_w.close()
         self._ctx.destroy(linger=1000)
         self.notifier.close()
+        self._data_lock.close()

@@ -152,6 +152,8 @@ WatchdogSec={options.watchdog_s}
 TimeoutStopSec={STOP_TIMEOUT_S}
 # SIGTERM to the agent only: it lets the running cell's own process finish.
 KillMode=mixed
+# Room for every transfer, connection and cell the agent allows at once, and a ceiling.
+LimitNOFILE=4096
 {_HARDENING}{_DEVICES}
 [Install]
 WantedBy=multi-user.target
@@ -180,8 +182,8 @@ def install(options: ServiceOptions, unit_path: Path) -> Iterator[str]:
     if not secret.exists():
         key_files.generate(config_dir, "agent")
         yield f"agent key pair: {config_dir / 'agent.key'} (public), {secret}"
-    os.chown(secret, 0, gid)  # readable by the service's group only
-    os.chmod(secret, 0o640)
+    os.chown(secret, uid, gid)  # the service's user only: the agent refuses a key others can read
+    os.chmod(secret, 0o600)
     if not options.config_path.exists():
         options.config_path.write_text(default_config_text(options.data_dir, config_dir))
         yield f"configuration: {options.config_path}"

@@ -13,6 +13,7 @@ import sys
 from typing import Optional
 
 from controller import __version__
+from controller.commands import OneLineParser
 from controller.store import StoreError
 
 # Command name -> (module under controller.commands, one-line help).
@@ -46,7 +47,7 @@ def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The `controller` parser; `command`'s own flags are added when it is named (all when None)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="controller", description="edgebench: benchmark LiteRT models on edge devices")
     parser.add_argument("--version", action="version", version=f"edgebench controller {__version__}")
     _add_verbosity(parser, None)

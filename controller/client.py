@@ -14,6 +14,7 @@ from agent.wire import protocol
 from agent.wire.protocol import (
     Ack,
     AndroidTarget,
+    Cancel,
     CellDone,
     CellSpec,
     CellStarted,
@@ -42,6 +43,8 @@ _CONNECTION_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAIL
 # Send a ping after this much silence; declare the agent lost after `lost_after_s`.
 HEARTBEAT_S = 5.0
 LOST_AFTER_S = 30.0
+# How long an interrupted controller waits for the agent to confirm a cancel.
+CANCEL_WAIT_S = 5.0
 
 
 class AgentError(RuntimeError):
@@ -108,7 +111,11 @@ class AgentClient:
         self.close()
 
     def _send(self, message: Message, *payload: bytes) -> None:
-        self._socket.send_multipart(protocol.encode(message, *payload), copy=False)
+        frames = protocol.encode(message, *payload)
+        if len(frames[1]) > protocol.MAX_FRAME_BYTES:  # libzmq would drop the connection silently
+            raise AgentError(f"{type(message).__name__} of {len(frames[1])} bytes exceeds the "
+                             f"{protocol.MAX_FRAME_BYTES}-byte frame limit")
+        self._socket.send_multipart(frames, copy=False)
 
     def _receive(self, lost_after_s: Optional[float] = None) -> tuple:
         """The next message other than a Pong, pinging while the agent is silent."""
@@ -193,6 +200,35 @@ class AgentClient:
         """
         self._send(RunJob(job_id=job_id, cells=cells, indices=indices, android=android, governor=governor))
         self._expect(JobAccepted)
+        try:
+            return self._follow(job_id, on_started, on_cell, on_cooling)
+        except (AgentLost, AgentError):
+            raise  # the job goes on without us; a reconnect re-attaches to it
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failing: the agent must not go on measuring for nobody.
+            self.cancel(job_id)
+            raise
+
+    def cancel(self, job_id: str, wait_s: float = CANCEL_WAIT_S) -> bool:
+        """Ask the agent to stop `job_id`; True when it confirmed within `wait_s`."""
+        self._send(Cancel(job_id=job_id))
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not self._socket.poll(int(remaining * 1000) + 1):
+                break
+            try:
+                message, _ = protocol.decode(self._socket.recv_multipart())
+            except protocol.ProtocolError:
+                continue
+            # Not acknowledged: a `--resume` collects the results that arrive meanwhile.
+            if isinstance(message, JobDone) and message.job_id == job_id:
+                return True
+            if isinstance(message, Error) and message.ref == job_id:
+                return False
+        return False
+
+    def _follow(self, job_id: str, on_started: Callable[[int, int], None], on_cell: Callable[[CellDone], None],
+                on_cooling: Callable[[Cooling], None]) -> JobDone:
         while True:
             message, _ = self._receive()
             if isinstance(message, CellStarted) and message.job_id == job_id:

@@ -20,7 +20,9 @@ CONNECT_TIMEOUT_S = 15.0
 def connect(profile: Profile) -> Iterator[AgentClient]:
     """A client connected to the profile's agent, starting a local one when needed."""
     if profile.transport == "local":
-        with LocalAgent(locations.local_agent_dir()) as agent, AgentClient(agent.endpoint) as client:
+        # This host's own profile names the libraries its own agent may load.
+        libraries = [arg for library in profile.libraries() for arg in ("--delegate-library", library)]
+        with LocalAgent(locations.local_agent_dir(), libraries) as agent, AgentClient(agent.endpoint) as client:
             yield client
     elif profile.transport == "zmq":
         with AgentClient(profile.address, curve=curve_keys(profile)) as client:

@@ -57,10 +57,18 @@ class LocalAgent:
         line = read_line(self.process.stdout, START_TIMEOUT_S)
         if not line.startswith(READY_PREFIX):
             self.stop()
-            raise LocalAgentError(
-                f"local agent did not start ({line.strip() or 'no output'}); see {self.log_path}")
+            raise LocalAgentError(f"local agent did not start ({line.strip() or self._last_log_line()}); "
+                                  f"see {self.log_path}")
         self.endpoint = line[len(READY_PREFIX):].strip()
         return self.endpoint
+
+    def _last_log_line(self) -> str:
+        """What the agent said last (e.g. that another run's agent holds the data directory)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        return lines[-1].removeprefix("agent: ") if lines else "no output"
 
     def stop(self) -> None:
         """Ask the agent to finish (SIGTERM), then kill it if it does not."""

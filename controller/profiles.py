@@ -68,6 +68,10 @@ class Profile:
     # Measure a per-op profile of every cell by default (`controller run --op-profile`).
     op_profile: bool = False
 
+    def libraries(self) -> list[str]:
+        """Every delegate library the profile names."""
+        return [str(options["library"]) for options in self.delegate_options.values() if options.get("library")]
+
     def cell_spec(self, spec: CellSpec, require_full_delegation: bool = False,
                   op_profile: bool = False) -> CellSpec:
         """`spec` with what a cell on this device needs beyond the matrix settings: the
@@ -125,19 +129,20 @@ def parse(path: Path) -> Profile:
     unknown = set(data) - _KNOWN_KEYS
     if unknown:
         raise ProfileError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    _check_types(path, data)
     transport = data.get("transport", "zmq")
     if transport not in TRANSPORTS:
         raise ProfileError(f"{path}: transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     if transport == "zmq" and not data.get("address"):
         raise ProfileError(f"{path}: a zmq profile needs an address (tcp://HOST:PORT)")
+    if data.get("address") is not None and not _ENDPOINT.fullmatch(data["address"]):
+        raise ProfileError(f"{path}: address must be a ZeroMQ endpoint such as tcp://HOST:PORT, "
+                           f"not {data['address'][:80]!r}")
     threads = data.get("threads", [1])
-    if not threads or not all(isinstance(t, int) and t >= 1 for t in threads):
+    if not all(t >= 1 for t in threads):
         raise ProfileError(f"{path}: threads must be a list of positive integers")
 
-    try:
-        thermal = Thermal(**data.get("thermal", {}))
-    except TypeError:
-        raise ProfileError(f"{path}: [thermal] takes cooldown_below_c and max_cooldown_s") from None
+    thermal = _thermal(path, data.get("thermal", {}))
 
     def relative(key: str) -> Optional[Path]:
         value = data.get(key)
@@ -171,6 +176,49 @@ def parse(path: Path) -> Profile:
         governor=data.get("governor"),
         op_profile=op_profile,
     )
+
+
+_ENDPOINT = re.compile(r"(tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+|\*):(\d{1,5}|\*)|ipc://\S+)")
+# Keys whose value must be a string, and those that must be a list of strings.
+_STRINGS = ("name", "description", "transport", "address", "server_public_key", "client_secret_key",
+            "adb_address", "adb_serial", "via", "benchmark_binary", "governor")
+_LISTS = {"threads": int, "delegates": str, "cpu_affinity": int}
+
+
+def _check_types(path: Path, data: dict) -> None:
+    """Every key's TOML type, named in the message: `delegates = 5` is caught here."""
+    for key in _STRINGS:
+        if key in data and (not isinstance(data[key], str) or not data[key].strip()):
+            raise ProfileError(f"{path}: {key} must be a non-empty string, not {data[key]!r:.80}")
+    for key, kind in _LISTS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise ProfileError(f"{path}: {key} must be a list of {'integers' if kind is int else 'strings'}, "
+                               f"not {value!r:.80}")
+        if key != "cpu_affinity" and not value:
+            raise ProfileError(f"{path}: {key} must not be empty")
+    if not isinstance(data.get("thermal", {}), dict):
+        raise ProfileError(f"{path}: [thermal] must be a table")
+    if not isinstance(data.get("delegate_options", {}), dict):
+        raise ProfileError(f"{path}: [delegate_options] must be a table")
+
+
+def _thermal(path: Path, table: dict) -> Thermal:
+    """The [thermal] table: temperatures and seconds, finite numbers."""
+    unknown = set(table) - {"cooldown_below_c", "max_cooldown_s"}
+    if unknown:
+        raise ProfileError(f"{path}: [thermal] takes cooldown_below_c and max_cooldown_s, "
+                           f"not {', '.join(sorted(unknown))}")
+    for key, low, high in (("cooldown_below_c", -50.0, 150.0), ("max_cooldown_s", 0.0, 86_400.0)):
+        value = table.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ProfileError(f"{path}: [thermal] {key} must be a number from {low:g} to {high:g}, "
+                               f"not {value!r:.80}")
+    return Thermal(**{key: float(value) for key, value in table.items()})
 
 
 def _android(path: Path, data: dict, binary: Optional[Path]) -> AndroidProfile:

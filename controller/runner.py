@@ -17,10 +17,11 @@ from typing import Callable, Optional, Protocol
 import msgspec
 
 from agent.formats.dataset import DatasetError
+from agent.wire import protocol
 from agent.wire.delegates import CPU_DELEGATES
 from agent.wire.protocol import AndroidTarget, CellDone, Cooling, cell_template
 from agent.wire.records import Cell, PreprocessSpec, Settings
-from controller import families, fingerprint, locations, models, phones, profiles
+from controller import families, fingerprint, locations, models, phones, preflight, profiles
 from controller.analysis import variants
 from controller.client import AgentClient, AgentError, AgentLost
 from controller.connect import CONNECT_TIMEOUT_S, connect
@@ -190,6 +191,13 @@ class DeviceSession:
                 run.error(f"device {name}: {phone.error}")
         if info is not None:
             run.add_device(name, info)
+        cores = info.facts.cpu.count if info is not None and info.facts.cpu else None
+        if cores and profile.transport != "local":
+            try:
+                preflight.check_threads(request.threads or profile.threads,
+                                        "--threads" if request.threads else "threads", cores)
+            except preflight.UsageError as exc:
+                raise ProfileError(str(exc)) from None
 
         matrix = plan(run.sources, request.delegates or profile.delegates, request.threads or profile.threads,
                       request.rounds, request.settings, run.evaluation, profile, request.require_full_delegation,
@@ -225,26 +233,43 @@ class DeviceSession:
             return
         by_index = {planned.index: planned for planned in runnable}
 
+        evicted: dict[str, ModelSource] = {}
+        resent: set[str] = set()
+
         def on_cell(done: CellDone) -> None:
             if done.index not in by_index or done.index in stored:
                 return  # not ours, or replayed after a reconnect
-            stored.add(done.index)
             planned = by_index[done.index]
+            if protocol.CHANGED_ON_DISK in (done.cell.error or "") and planned.source.sha256 not in resent:
+                evicted[planned.source.sha256] = planned.source  # sent again, and the cell run again
+                return
+            stored.add(done.index)
             cell, lines = run.evaluation.complete(planned.source, finish(planned, done.cell), done.evaluation)
             for line in lines:
                 run.error(line)
             run.keep(name, cell, done.index)
 
-        self._run_jobs(client, runnable, on_cell, profile.governor, phone.target if phone else None)
+        def resend() -> None:
+            for sha256, source in list(evicted.items()):
+                run.observer.error(f"device {name}: {source.name} {protocol.CHANGED_ON_DISK}; sending it again")
+                resent.add(sha256)
+                del evicted[sha256]
+                run.add_transfer(client.push_model(str(source.path), source.sha256, source.size, source.name))
+
+        self._run_jobs(client, runnable, on_cell, profile.governor, phone.target if phone else None,
+                       before_retry=resend)
 
     def _run_jobs(self, client: AgentClient, runnable: list[PlannedCell],
                   on_cell: Callable[[CellDone], None], governor: Optional[str] = None,
-                  android: Optional[AndroidTarget] = None) -> None:
+                  android: Optional[AndroidTarget] = None,
+                  before_retry: Callable[[], None] = lambda: None) -> None:
         """Run `runnable` as agent jobs until each has a result.
 
         The first attempt re-uses the job id stored for this run and device, so an agent
         that still holds the job (a resume) replays its results instead of measuring again;
-        cells an interrupted job left out get a fresh job.
+        cells an interrupted job left out (or that `on_cell` did not store) get a fresh job,
+        after `before_retry`. A long matrix goes in parts of `MAX_JOB_CELLS`, so that one
+        `RunJob` always fits the frame limit.
         """
         run, name = self.run, self.name
         run_id = run.report.run_id
@@ -253,18 +278,21 @@ class DeviceSession:
             todo = [cell for cell in runnable if cell.index not in stored]
             if not todo:
                 return
+            if attempt:
+                before_retry()
             job_id = run.store.job(run_id, name) if attempt == 0 else None
             if job_id is None:
                 job_id = f"{run_id}/{name}/{secrets.token_hex(4)}"
                 run.store.set_job(run_id, name, job_id)
-            end = client.run_job(job_id, [cell.spec for cell in todo], on_cell=on_cell,
-                                 indices=[cell.index for cell in todo], governor=governor, android=android,
-                                 on_cooling=lambda message: run.observer.cooling(name, message))
-            if not end.interrupted:
-                return
-            left = [cell for cell in todo if cell.index not in run.store.cell_indices(run_id, name)]
-            run.error(f"device {name}: agent job interrupted ({end.interrupted}); "
-                      f"measuring the {len(left)} cell(s) it left out again")
+            for part, start in enumerate(range(0, len(todo), protocol.MAX_JOB_CELLS)):
+                cells = todo[start:start + protocol.MAX_JOB_CELLS]
+                end = client.run_job(job_id if part == 0 else f"{job_id}/{part}", [cell.spec for cell in cells],
+                                     on_cell=on_cell, indices=[cell.index for cell in cells], governor=governor,
+                                     android=android, on_cooling=lambda message: run.observer.cooling(name, message))
+                if end.interrupted:
+                    left = [cell for cell in cells if cell.index not in run.store.cell_indices(run_id, name)]
+                    run.error(f"device {name}: agent job interrupted ({end.interrupted}); "
+                              f"measuring the {len(left)} cell(s) it left out again")
 
     def _push_dataset(self, client: AgentClient) -> bool:
         """Send the dataset unless the agent has it; False (and one line) when that fails."""

@@ -23,13 +23,28 @@ def generate(directory: os.PathLike, name: str, overwrite: bool = False) -> tupl
     if not overwrite and (public.exists() or secret.exists()):
         raise KeyFileError(f"{secret} already exists; refusing to replace a key pair (use --force)")
     directory.mkdir(parents=True, exist_ok=True)
+    # A replaced file would keep its old mode: remove it, so the new one is created private.
+    secret.unlink(missing_ok=True)
+    public.unlink(missing_ok=True)
     old_umask = os.umask(0o077)  # the secret file must never be readable by others
     try:
         zmq.auth.create_certificates(directory, name)
     finally:
         os.umask(old_umask)
+    secret.chmod(0o600)
     public.chmod(0o644)
     return public, secret
+
+
+def check_private(path: os.PathLike) -> None:
+    """KeyFileError unless only its owner may read the secret key file at `path`."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise KeyFileError(f"cannot read secret key {path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise KeyFileError(f"secret key {path} is readable by others (mode {mode & 0o777:o}); "
+                           f"`chmod 600 {path}` or generate a new pair")
 
 
 def load_secret(path: os.PathLike) -> tuple[bytes, bytes]:

@@ -32,6 +32,13 @@ READY_PREFIX = "edgebench agent listening on "
 # Largest frame either side accepts; a chunk plus headroom. Bigger frames are dropped by
 # libzmq before they reach the application (ZMQ_MAXMSGSIZE).
 MAX_FRAME_BYTES = CHUNK_SIZE + (64 << 10)
+# Words in a failed cell's error when the cached model no longer matched its sha256: the
+# agent evicted it, and a controller sends the model again and re-runs the cell.
+CHANGED_ON_DISK = "changed on the agent's disk"
+# Most cells one RunJob carries: a longer matrix goes in several jobs (see MAX_FRAME_BYTES).
+MAX_JOB_CELLS = 1000
+# Most characters of a client's string an error reply or a log line quotes.
+QUOTE_CHARS = 120
 
 # Bounds of what a peer may send, checked while decoding (msgspec.Meta): sizes, counts and
 # names, so that no well-typed but hostile message can exhaust memory or disk, or name a path.
@@ -244,6 +251,12 @@ class Ack(Message, tag="ack"):
     done: bool = False
 
 
+class Cancel(Message, tag="cancel"):
+    """Stop a job: its running cell is killed, the rest skipped; it ends with a JobDone."""
+
+    job_id: JobId
+
+
 class InfoRequest(Message, tag="info"):
     """Device facts: the agent's own, or those of the phone `android` names."""
 
@@ -265,7 +278,7 @@ class Error(Message, tag="error"):
 
 AnyMessage = Union[
     Hello, Welcome, Ping, Pong, Offer, Fetch, Chunk, Have, RunJob, JobAccepted,
-    CellStarted, CellDone, Cooling, JobDone, InfoRequest, InfoReply, Error, Ack,
+    CellStarted, CellDone, Cooling, JobDone, InfoRequest, InfoReply, Error, Ack, Cancel,
 ]
 
 _encoder = msgspec.msgpack.Encoder()
@@ -293,6 +306,9 @@ def problem(message: Message, payload: list) -> Optional[str]:
             if missing:
                 return f"settings must not be null: {', '.join(missing)}"
     return None
+def quote(text: str, limit: int = QUOTE_CHARS) -> str:
+    """At most `limit` characters of `text` (a client's string in a reply or log line)."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def encode(message: Message, *payload: bytes) -> list[bytes]:
@@ -308,7 +324,8 @@ def decode(frames: list[bytes]) -> tuple[AnyMessage, list[bytes]]:
         raise ProtocolError(f"unsupported protocol {bytes(frames[0][:32])!r}, expected {PROTOCOL!r}")
     try:
         message = _decoder.decode(frames[1])
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        # msgspec reports invalid UTF-8 in a string as UnicodeDecodeError (found by fuzzing).
-        raise ProtocolError(f"malformed message: {exc}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+        # msgspec reports invalid UTF-8 in a string as UnicodeDecodeError (found by fuzzing),
+        # and nesting deeper than the stack as RecursionError.
+        raise ProtocolError(f"malformed message: {quote(str(exc))}") from None
     return message, list(frames[2:])

@@ -20,6 +20,22 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def comma_names(text: str) -> list[str]:
+    """`a,b,c` as a non-empty list (an argparse type): `--delegates ,` names nothing."""
+    names = comma_list(text)
+    if not names or len(names) != len(text.split(",")):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the flag, then exit 2."""
+
+    def error(self, message: str):
+        """Print `PROG: error: MESSAGE` and exit 2 (argparse would add the whole usage)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def comma_ints(text: str) -> list[int]:
     """`1,2,4` as positive integers (an argparse type)."""
     try:

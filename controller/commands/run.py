@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import signal
 
+from rich.markup import escape
+
 from agent.formats.preprocess import PreprocessError, load_spec
 from agent.wire.records import Settings
-from controller import families, profiles
+from controller import families, preflight, profiles
 from controller.analysis import variants
 from controller.commands import (
     DB_HELP,
     comma_ints,
     comma_list,
+    comma_names,
     open_results,
     print_json,
     stderr_console,
@@ -36,7 +39,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--models", nargs="+", metavar="PATH",
                    help=".tflite files, directories or quoted globs")
     p.add_argument("--threads", type=comma_ints, help="thread counts, e.g. 1,2,4 (default: profile)")
-    p.add_argument("--delegates", type=comma_list, help="e.g. cpu,xnnpack (default: profile)")
+    p.add_argument("--delegates", type=comma_names, help="e.g. cpu,xnnpack (default: profile)")
     p.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
     p.add_argument("--warmup-min-secs", type=float, default=_DEFAULTS.warmup_min_secs)
     p.add_argument("--num-runs", type=int, default=_DEFAULTS.num_runs,
@@ -96,19 +99,25 @@ def main(args: argparse.Namespace) -> int:
         family_map = families.parse_mapping(args.family)
         meta = parse_meta(args.meta)
     except (PreprocessError, families.FamilyError, profiles.ProfileError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     if args.resume is None and not (devices and args.models):
         console.print("[red]error:[/red] --device (or --fleet) and --models are required (unless --resume RUN_ID)")
         return 2
-    if args.rounds < 1 or args.num_runs < 1 or args.warmup_runs < 0:
-        console.print("[red]error:[/red] --rounds and --num-runs must be at least 1")
+    settings = Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
+                        num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
+                        run_delay=args.run_delay)
+    try:
+        if args.resume is None:
+            preflight.check_run(devices, args.threads, settings, args.rounds, args.accuracy_tolerance, args.db)
+        else:
+            preflight.check_db(args.db)
+    except preflight.UsageError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     request = RunRequest(
         devices=list(dict.fromkeys(devices)), models=args.models, threads=args.threads, delegates=args.delegates,
-        settings=Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
-                          num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
-                          run_delay=args.run_delay),
+        settings=settings,
         rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
         reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
         require_full_delegation=args.require_full_delegation, op_profile=args.op_profile, meta=meta,
@@ -123,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
             report = resume(args.resume, store, display) if args.resume else run(request, store, display,
                                                                                  run_id=run_id)
         except (NothingToMeasure, RunNotFound) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             return 2
         except KeyboardInterrupt:
             if not (args.resume or store.has_run(run_id)):
@@ -136,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
             show(report, args.json, console)
             return 130
     show(report, args.json, console)
-    return 0 if report.devices else 2
+    return 0 if report.cells else 2  # nothing measured (not even a failed cell) is a usage error
 
 
 def show(report: RunReport, as_json: bool, console) -> None:

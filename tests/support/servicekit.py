@@ -60,7 +60,8 @@ class NotifySocket:
 class ServiceAgent:
     """`agent serve --config agent.toml` with CURVE keys, as systemd would run it."""
 
-    def __init__(self, base: Path, quota: Optional[int] = None):
+    def __init__(self, base: Path, quota: Optional[int] = None, extra_config: str = "",
+                 data: Optional[Path] = None):
         self.base = base
         self.keys = base / "keys"
         self.allowed = base / "controllers.d"
@@ -68,7 +69,8 @@ class ServiceAgent:
         self.public, self.secret = key_files.generate(self.keys, "agent")
         self.client_public, self.client_secret = key_files.generate(base / "controller", "controller")
         (self.allowed / "controller.key").write_bytes(self.client_public.read_bytes())
-        self.data = base / "data"
+        self.data = data or base / "data"
+        self.extra_config = extra_config
         self.config = base / "agent.toml"
         self.log_path = base / "agent.log"
         self.quota = quota
@@ -81,7 +83,8 @@ class ServiceAgent:
         quota = f"cache_quota_bytes = {self.quota}\n" if self.quota else ""
         self.config.write_text(
             f'bind = "{self.bind}"\ndata_dir = "{self.data}"\n{quota}'
-            f'secret_key = "{self.secret}"\nallowed_keys_dir = "{self.allowed}"\nlog_level = "debug"\n')
+            f'secret_key = "{self.secret}"\nallowed_keys_dir = "{self.allowed}"\nlog_level = "debug"\n'
+            + self.extra_config)
 
     def start(self, env: Optional[dict] = None) -> str:
         """Start the agent; returns its endpoint once it accepts connections. Restarts reuse the port."""

@@ -1,0 +1,292 @@
+"""A long fuzz of a live agent, floods included: deaths, memory, open files and outbox after it.
+
+One real agent process (loopback, ZeroMQ) gets, in rotating batches:
+
+- random frames, valid messages with bytes flipped, cut or inserted, and messages of every
+  real type with hostile field values (as `tests/service/test_hostile.py` makes them);
+- well-formed hostile requests: jobs under random ids for models it lacks, offers of blobs
+  never sent, acknowledgements and cancels of jobs that do not exist;
+- floods: 2,000 re-attaches to an unacknowledged 2,000-result job followed by a hang-up,
+  and offers from 300 invented client ids at once.
+
+After every batch of ten other messages a ping must come back; after every flood a fresh connection
+must get a WELCOME. A dead agent is counted and restarted. RSS and open files of the agent
+are read before (after one normal cell), right after the fuzz and after 60 s idle.
+
+    python bench/fortress.py [--messages 100000] [--idle 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import psutil
+import zmq
+
+from agent.outbox import Outbox
+from agent.wire import protocol
+from agent.wire.protocol import (
+    READY_PREFIX,
+    CellDone,
+    CellSpec,
+    JobDone,
+    Offer,
+    Ping,
+    Pong,
+    RunJob,
+    Welcome,
+    cell_template,
+)
+from agent.wire.records import Settings
+from controller.client import AgentClient
+from controller.local_agent import read_line
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / "examples" / "models" / "digits_cnn_int8.tflite"
+SHA = hashlib.sha256(MODEL.read_bytes()).hexdigest()
+QUICK = Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0)
+FLOOD_JOB_CELLS = 2000
+REPLY_TIMEOUT_MS = 15_000
+# Messages sent back to back before a ping must come back.
+BATCH = 10
+TAGS = {cls.__struct_config__.tag: cls for cls in protocol.AnyMessage.__args__}
+
+
+def spec() -> CellSpec:
+    return CellSpec(model_sha256=SHA, model_name=MODEL.name, delegate="xnnpack", threads=1, settings=QUICK)
+
+
+class Agent:
+    """`agent serve` on a loopback port with its own data directory."""
+
+    def __init__(self, data: Path):
+        self.data = data
+        self.process = None
+        self.endpoint = None
+        self.deaths = 0
+
+    def start(self) -> None:
+        self.log = open(self.data.parent / "agent.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "serve", "--insecure", "--bind", "tcp://127.0.0.1:*",
+             "--data-dir", str(self.data), "--log-level", "warning"],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        line = read_line(self.process.stdout, 60)
+        assert line.startswith(READY_PREFIX), line
+        self.endpoint = line[len(READY_PREFIX):].strip()
+
+    def alive(self) -> bool:
+        if self.process.poll() is None:
+            return True
+        self.deaths += 1
+        print(f"agent died (status {self.process.returncode}); restarting", file=sys.stderr)
+        self.start()
+        return False
+
+    def footprint(self) -> dict:
+        proc = psutil.Process(self.process.pid)
+        return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "open_files": proc.num_fds()}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class Fuzzer:
+    def __init__(self, agent: Agent, seed: int):
+        self.agent = agent
+        self.rng = random.Random(seed)
+        self.ctx = zmq.Context.instance()
+        self.socket = self._connect()
+        self.thrown = self.errors = self.seq = 0
+
+    def _connect(self, identity: bytes | None = None) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if identity:
+            sock.setsockopt(zmq.ROUTING_ID, identity)
+        sock.connect(self.agent.endpoint)
+        return sock
+
+    def reconnect(self) -> None:
+        self.socket.close()
+        self.socket = self._connect()
+
+    def throw(self, batch: list[list[bytes]]) -> bool:
+        """Send each message of `batch`, then a ping; True when the pong came back."""
+        for frames in batch:
+            self.socket.send_multipart(frames)
+        self.thrown += len(batch)
+        self.seq += 1
+        self.socket.send_multipart(protocol.encode(Ping(seq=self.seq)))
+        while self.socket.poll(REPLY_TIMEOUT_MS):
+            try:
+                message, _ = protocol.decode(self.socket.recv_multipart())
+            except protocol.ProtocolError:
+                continue
+            self.errors += isinstance(message, protocol.Error)
+            if isinstance(message, Pong) and message.seq == self.seq:
+                return True
+        return False
+
+    # -- message makers ---------------------------------------------------------------------
+
+    def value(self, depth: int = 0):
+        r = self.rng.random()
+        if depth < 2 and r < 0.15:
+            return [self.value(depth + 1) for _ in range(self.rng.randint(0, 3))]
+        if depth < 2 and r < 0.25:
+            return {self.text(6): self.value(depth + 1) for _ in range(self.rng.randint(0, 3))}
+        return self.rng.choice([None, True, False, self.rng.randint(-2**63, 2**64 - 1), self.rng.random() * 1e9,
+                                float("nan"), self.text(40), self.rng.randbytes(self.rng.randint(0, 40)),
+                                "0" * 64, "../../etc/passwd"])
+
+    def text(self, limit: int) -> str:
+        return "".join(chr(self.rng.choice([self.rng.randint(32, 126), self.rng.randint(0, 0x10FFFF)]))
+                       for _ in range(self.rng.randint(0, limit))).encode("utf-8", "replace").decode("utf-8", "replace")
+
+    def random_frames(self) -> list[bytes]:
+        return [self.rng.randbytes(self.rng.randint(0, 512)) for _ in range(self.rng.randint(1, 5))]
+
+    def typed(self) -> list[bytes]:
+        tag = self.rng.choice(sorted(TAGS))
+        fields = {f.encode_name: self.value() for f in msgspec.structs.fields(TAGS[tag])}
+        fields["type"] = tag
+        return [protocol.PROTOCOL, msgspec.msgpack.encode(fields),
+                *[self.rng.randbytes(self.rng.randint(0, 64)) for _ in range(self.rng.randint(0, 2))]]
+
+    def mutated(self) -> list[bytes]:
+        message = self.rng.choice([
+            protocol.Hello(client_version="1"), Offer(sha256=SHA, size=10, name="m.tflite"),
+            protocol.Chunk(sha256=SHA, offset=0), RunJob(job_id="fuzz", cells=[spec()]), Ping(seq=1),
+            protocol.Ack(job_id="fuzz", cells=[0, 1]), protocol.Cancel(job_id="fuzz")])
+        body = bytearray(protocol.encode(message)[1])
+        for _ in range(self.rng.randint(1, 4)):
+            at = self.rng.randrange(max(1, len(body)))
+            kind = self.rng.choice("fci")
+            if kind == "f" and body:
+                body[at] ^= self.rng.randint(1, 255)
+            elif kind == "c":
+                del body[at:at + self.rng.randint(1, 16)]
+            else:
+                body[at:at] = self.rng.randbytes(self.rng.randint(1, 16))
+        return [self.rng.choice([protocol.PROTOCOL, b"EDGEBENCH/2", b""]), bytes(body)]
+
+    def hostile_valid(self) -> list[bytes]:
+        job_id = f"fuzz-{self.rng.randrange(10**9)}"
+        other = hashlib.sha256(self.rng.randbytes(8)).hexdigest()
+        message = self.rng.choice([
+            RunJob(job_id=job_id, cells=[msgspec.structs.replace(spec(), model_sha256=other)]),
+            Offer(sha256=other, size=self.rng.randint(1, 1 << 30), name="x.tflite"),
+            protocol.Ack(job_id=job_id, cells=[1, 2, 3], done=self.rng.random() < 0.5),
+            protocol.Cancel(job_id=job_id),
+            protocol.InfoRequest(),
+        ])
+        return protocol.encode(message)
+
+    # -- floods ---------------------------------------------------------------------------------
+
+    def reattach_flood(self) -> int:
+        sock = self._connect()
+        frames = protocol.encode(RunJob(job_id="flood", cells=[spec()]))
+        for _ in range(FLOOD_JOB_CELLS):
+            sock.send_multipart(frames)
+        sock.close()  # hang up on whatever the agent queued
+        return FLOOD_JOB_CELLS
+
+    def id_flood(self) -> int:
+        sockets = []
+        for n in range(300):
+            sock = self._connect(identity=b"id-%d-%d" % (self.seq, n))
+            sha = hashlib.sha256(b"%d-%d" % (self.seq, n)).hexdigest()
+            sock.send_multipart(protocol.encode(Offer(sha256=sha, size=1 << 20, name="x")))
+            sockets.append(sock)
+        for sock in sockets:
+            sock.poll(REPLY_TIMEOUT_MS)
+            sock.close()
+        return len(sockets)
+
+    def welcome(self) -> bool:
+        with AgentClient(self.agent.endpoint) as client:
+            return isinstance(client.hello(timeout_s=30), Welcome)
+
+
+def flood_job(data: Path) -> None:
+    """An unacknowledged 2,000-result job in the outbox, as a vanished controller leaves it."""
+    outbox = Outbox(data / "outbox")
+    job = RunJob(job_id="flood", cells=[spec() for _ in range(FLOOD_JOB_CELLS)])
+    outbox.accept(job)
+    template = cell_template(job.cells[0], MODEL.stat().st_size)
+    for index in range(FLOOD_JOB_CELLS):
+        outbox.put(CellDone(job_id="flood", index=index, cell=template))
+    outbox.put(JobDone(job_id="flood"))
+
+
+def normal_cell(agent: Agent, job_id: str) -> str:
+    cells = []
+    with AgentClient(agent.endpoint) as client:
+        client.hello(timeout_s=30)
+        client.push_model(str(MODEL), SHA, MODEL.stat().st_size, MODEL.name)
+        client.run_job(job_id, [spec()], on_cell=cells.append)
+    return cells[0].cell.status
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        flood_job(data)
+        agent = Agent(data)
+        agent.start()
+        assert normal_cell(agent, "warm-up") == "ok"
+        before = agent.footprint()
+        fuzz = Fuzzer(agent, args.seed)
+        makers = [fuzz.random_frames, fuzz.mutated, fuzz.typed, fuzz.hostile_valid]
+        flooded, floods, lost_pongs, welcomes_failed = 0, 0, 0, 0
+        start = time.monotonic()
+        while fuzz.thrown + flooded < args.messages:
+            for _ in range(2000 // BATCH):
+                if not fuzz.throw([makers[(fuzz.thrown + n) % len(makers)]() for n in range(BATCH)]):
+                    lost_pongs += 1
+                    agent.alive()
+                    fuzz.reconnect()
+            flooded += fuzz.reattach_flood() if floods % 2 == 0 else fuzz.id_flood()
+            floods += 1
+            if not agent.alive() or not fuzz.welcome():
+                welcomes_failed += 1
+        fuzz_s = time.monotonic() - start
+        after = agent.footprint()
+        time.sleep(args.idle)  # the agent's own expiry of idle connections and transfers
+        idle = agent.footprint()
+        normal = normal_cell(agent, "after-fuzz")
+        agent.alive()
+        agent.stop()
+        outbox_bytes = Outbox(data / "outbox").size_bytes()
+        result = {
+            "messages": fuzz.thrown + flooded, "fuzzed": fuzz.thrown, "flood_messages": flooded,
+            "floods": floods, "error_replies": fuzz.errors, "deaths": agent.deaths,
+            "lost_pongs": lost_pongs, "failed_welcomes": welcomes_failed, "seconds": round(fuzz_s, 1),
+            "before": before, "after_fuzz": after, f"after_{args.idle:.0f}s_idle": idle,
+            "rss_growth_mb_after_idle": round(idle["rss_mb"] - before["rss_mb"], 1),
+            "extra_open_files_after_idle": idle["open_files"] - before["open_files"],
+            "outbox_bytes_after": outbox_bytes, "normal_cell_after": normal,
+        }
+    print(json.dumps(result, indent=2))
+    return 0 if result["deaths"] == 0 and normal == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
