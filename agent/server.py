@@ -13,6 +13,8 @@ re-sends its `RunJob` (same id) and gets every unacknowledged result again.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import signal
 import socket
@@ -76,6 +78,10 @@ PRUNE_EVERY = 32
 ZMQ_HEARTBEAT_MS = 10_000
 # Messages queued for one slow connection before libzmq drops more (ZMQ_SNDHWM).
 SEND_HWM = 1000
+# A refused claim on a job is answered once per this interval per connection.
+REFUSE_INTERVAL_S = 1.0
+# Quiet this long after traffic, the agent hands freed memory back to the system.
+TRIM_AFTER_S = 5.0
 
 
 class _Route(msgspec.Struct, array_like=True):
@@ -98,6 +104,18 @@ class _Client:
     last_seen: float = field(default_factory=time.monotonic)
     fd: Optional[int] = None  # its TCP connection, to notice the hang-up
     gone: bool = False
+    refused_at: float = -1e9
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc's `malloc_trim(0)`: after a burst (a flood, a big replay) libzmq's and Python's
+    freed buffers go back to the system instead of staying in the process for good."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
 
 
 class AgentServer:
@@ -142,8 +160,15 @@ class AgentServer:
         self._router.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ZMQ_HEARTBEAT_MS)
         self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
+        # No receive limit: libzmq 4.3.5 aborts (`!_io_error`, stream_engine_base.cpp:310) when
+        # a peer hangs up while its input is stalled at the high-water mark, which a flood of
+        # small messages reaches. What a message can make the agent hold is bounded instead.
+        self._router.setsockopt(zmq.RCVHWM, 0)
         # Hang-ups, matched to controllers by their connection's file descriptor.
-        self._monitor = self._router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = self._router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._closed_fds: set[int] = set()
+        self._trim = _malloc_trim()
+        self._busy_since_trim, self._last_busy = False, time.monotonic()
         self._results = self._ctx.socket(zmq.PULL)
         self._results.bind(_RESULTS)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -233,6 +258,9 @@ class AgentServer:
                     self._receive()
                 self._forget_idle_clients()
                 self.replays.run_due()
+                if self._busy_since_trim and time.monotonic() - self._last_busy >= TRIM_AFTER_S:
+                    self._busy_since_trim = False
+                    self._trim()
         finally:
             self._close()
 
@@ -241,6 +269,8 @@ class AgentServer:
         if self._clients:
             deadlines.append(min(c.last_seen for c in self._clients.values()) + CLIENT_IDLE_S)
         deadlines += [d for d in (self.transfers.next_deadline(), self.replays.next_deadline()) if d is not None]
+        if self._busy_since_trim:
+            deadlines.append(self._last_busy + TRIM_AFTER_S)
         if not deadlines:
             return None  # nothing is due: sleep until something arrives
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
@@ -291,14 +321,17 @@ class AgentServer:
             except zmq.Again:
                 return
             self.messages_received += 1
+            self._busy_since_trim, self._last_busy = True, time.monotonic()
             # Identity, protocol and header as bytes; payloads (model chunks) as views of
             # libzmq's buffers, written and hashed without another copy.
             client = raw[0].bytes
             frames = [frame.bytes for frame in raw[1:3]] + [frame.buffer for frame in raw[3:]]
             state = self._client(client)
-            state.last_seen, state.gone = time.monotonic(), False
+            state.last_seen = time.monotonic()
             with contextlib.suppress(zmq.ZMQError):
                 state.fd = raw[0].get(zmq.SRCFD)
+            # Messages queued before a hang-up arrive after it: they do not make the peer alive.
+            state.gone = state.fd in self._closed_fds
             try:
                 message, payload = protocol.decode(frames)
                 bad = protocol.problem(message, payload)
@@ -336,10 +369,14 @@ class AgentServer:
                 event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if event["event"] == zmq.EVENT_DISCONNECTED:
+            fd = int(event["value"])
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._closed_fds.discard(fd)  # a new connection on a reused descriptor
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._closed_fds.add(fd)
                 for state in self._clients.values():
-                    if state.fd == event["value"]:
-                        state.gone, state.fd = True, None
+                    if state.fd == fd:
+                        state.gone = True
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
         """Called by the job thread: persist a result, then hand it to the loop to route."""
@@ -493,7 +530,12 @@ class AgentServer:
         if owner is not None and owner != client:
             state = self._alive(owner)
             if state is not None:
-                heard = time.monotonic() - state.last_seen
+                claimant = self._client(client)
+                now = time.monotonic()
+                if now - claimant.refused_at < REFUSE_INTERVAL_S:
+                    return  # a claim flood gets one refusal per interval, not one per message
+                claimant.refused_at = now
+                heard = now - state.last_seen
                 log.warning("job %s: claim by client %s refused: owned by client %s", message.job_id,
                             client.hex(), owner.hex())
                 self._reply(client, Error(
@@ -501,7 +543,8 @@ class AgentServer:
                             f"{owner.hex()[:12]}, heard from {heard:.0f} s ago); it can be taken over "
                             "once that controller is gone", ref=message.job_id))
                 return
-        log.info("job %s: re-attached by client %s", message.job_id, client.hex())
+        if owner != client:
+            log.info("job %s: re-attached by client %s", message.job_id, client.hex())
         self._job_clients[message.job_id] = client
         self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
         self.replays.request(message.job_id, client)

@@ -20,7 +20,7 @@ log = logging.getLogger("edgebench.agent")
 PER_CLIENT = 4
 TOTAL = 16
 # A transfer that receives nothing this long is closed (its owner gone or stuck).
-IDLE_S = 60.0
+IDLE_S = 30.0
 
 Request = Callable[[bytes, Incoming], bool]
 
