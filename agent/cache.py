@@ -49,6 +49,11 @@ def check_sha256(sha256: str) -> str:
     return sha256
 
 
+def changed_on_disk(sha256: str) -> str:
+    """The one line of a cell whose cached model no longer matched its name."""
+    return f"cached model {sha256[:12]} {CHANGED_ON_DISK} (hash mismatch); evicted, send it again"
+
+
 class ModelCache:
     """Models by sha256 in one directory."""
 
@@ -61,6 +66,8 @@ class ModelCache:
         self._pins_lock = threading.Lock()
         # path -> (size, mtime, ctime, inode) when its content last hashed to its name.
         self._verified: dict[Path, tuple[int, int, int, int]] = {}
+        # Blobs evicted because their bytes changed, until they arrive again.
+        self.evicted: set[str] = set()
         # Partial files of transfers the agent no longer tracks (a crash, a restart).
         for stale in self.directory.glob("*.part"):
             stale.unlink(missing_ok=True)
@@ -153,11 +160,13 @@ class ModelCache:
             return None
         self._verified.pop(path, None)
         path.unlink(missing_ok=True)
+        self.evicted.add(sha256)
         log.warning("cache: %s %s (hash %s); evicted", path.name, CHANGED_ON_DISK, digest)
-        return f"cached model {sha256[:12]} {CHANGED_ON_DISK} (hash mismatch); evicted, send it again"
+        return changed_on_disk(sha256)
 
     def committed(self, path: Path) -> None:
         """Note a blob just verified and renamed into place."""
+        self.evicted.discard(path.stem)
         stat = path.stat()
         self._verified[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
 

@@ -24,7 +24,7 @@ import msgspec
 from agent import trust
 from agent.android.adb import AdbError
 from agent.android.runner import AndroidRunner
-from agent.cache import ModelCache
+from agent.cache import ModelCache, changed_on_disk
 from agent.facts import SysRoot
 from agent.isolation import CellRunner
 from agent.runtime import Runtime, builtin_delegates
@@ -108,6 +108,8 @@ class LocalCells:
         if self.runtime is None:
             return "no LiteRT interpreter installed on the agent"
         if not have_model:
+            if spec.model_sha256 in self.cache.evicted:
+                return changed_on_disk(spec.model_sha256)
             return f"model {spec.model_name} was not transferred to the agent"
         offered = builtin_delegates(self.runtime)
         if spec.delegate not in offered and not spec.delegate_library:

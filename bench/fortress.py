@@ -268,6 +268,7 @@ def main() -> int:
             if not agent.alive() or not fuzz.welcome():
                 welcomes_failed += 1
         fuzz_s = time.monotonic() - start
+        fuzz.socket.close()  # the fuzzer's own connection is not the agent's to keep
         after = agent.footprint()
         time.sleep(args.idle)  # the agent's own expiry of idle connections and transfers
         idle = agent.footprint()

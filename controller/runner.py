@@ -251,7 +251,7 @@ class DeviceSession:
 
         def resend() -> None:
             for sha256, source in list(evicted.items()):
-                run.observer.error(f"device {name}: {source.name} {protocol.CHANGED_ON_DISK}; sending it again")
+                run.error(f"device {name}: {source.name} {protocol.CHANGED_ON_DISK}; sending it again")
                 resent.add(sha256)
                 del evicted[sha256]
                 run.add_transfer(client.push_model(str(source.path), source.sha256, source.size, source.name))

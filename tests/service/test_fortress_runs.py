@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -52,3 +53,28 @@ def test_an_interrupted_controller_cancels_its_job(service_agent, tmp_path):
     assert run.returncode == 130, err
     service_agent.wait_for_log(r"^INFO job \S+: cancelled by the controller", 30)
     assert "cell 1 " not in service_agent.log()  # the rest of the job was not measured for nobody
+
+
+def test_a_model_corrupted_mid_run_is_sent_again_and_its_cells_measured(service_agent, tmp_path):
+    profiles, db = tmp_path / "profiles", tmp_path / "runs.sqlite"
+    service_agent.profile(profiles)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "controller", "run", "--device", "svc", "--models", str(MODEL), *QUICK,
+         "--min-secs", "1", "--rounds", "3", "--db", str(db), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "EDGEBENCH_PROFILES": str(profiles)})
+    try:
+        service_agent.wait_for_log(r"^INFO job \S+ cell 0 ", 120)
+        cached = service_agent.data / "models" / f"{hashlib.sha256(MODEL.read_bytes()).hexdigest()}.tflite"
+        data = bytearray(cached.read_bytes())
+        data[-10] ^= 0x55
+        cached.write_bytes(bytes(data))
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    doc = json.loads(out)
+    assert [c["status"] for c in doc["cells"]] == ["ok"] * 3, [c["error"] for c in doc["cells"]]
+    assert [e for e in doc["errors"] if "sending it again" in e], doc["errors"]
+    assert doc["transfer"]["model_bytes_sent"] == 2 * MODEL.stat().st_size
