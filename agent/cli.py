@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.config, bind=args.bind, data_dir=args.data_dir, log_level=args.log_level,
             insecure=True if args.insecure else None,
             cache_quota_bytes=args.cache_quota_bytes, delegate_libraries=args.delegate_library,
+            phones=args.phone,
         )
         settings.check()
         if args.root:
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cache-quota-bytes", type=int, help="most bytes the model cache may hold")
     serve.add_argument("--delegate-library", action="append", metavar="PATH",
                        help="a delegate library jobs may load (repeatable; replaces delegate_libraries)")
+    serve.add_argument("--phone", action="append", metavar="SERIAL|HOST:PORT",
+                       help="a phone jobs may drive (repeatable; replaces phones)")
     serve.add_argument("--insecure", action="store_true",
                        help="serve without authentication (loopback endpoints only)")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS)

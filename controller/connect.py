@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
@@ -16,13 +17,22 @@ from controller.profiles import Profile, ProfileError
 CONNECT_TIMEOUT_S = 15.0
 
 
+# One local agent per data directory: devices of one run that need it take turns.
+_LOCAL_AGENT = threading.Lock()
+
+
 @contextlib.contextmanager
-def connect(profile: Profile) -> Iterator[AgentClient]:
-    """A client connected to the profile's agent, starting a local one when needed."""
+def connect(profile: Profile, phone: Optional[str] = None) -> Iterator[AgentClient]:
+    """A client connected to the profile's agent, starting a local one when needed.
+
+    The local agent is this user's own: it may load the libraries its profile names and
+    open the `phone` (an address or serial) a phone profile drives through it.
+    """
     if profile.transport == "local":
-        # This host's own profile names the libraries its own agent may load.
-        libraries = [arg for library in profile.libraries() for arg in ("--delegate-library", library)]
-        with LocalAgent(locations.local_agent_dir(), libraries) as agent, AgentClient(agent.endpoint) as client:
+        allowed = [arg for library in profile.libraries() for arg in ("--delegate-library", library)]
+        allowed += ["--phone", phone] if phone else []
+        with _LOCAL_AGENT, LocalAgent(locations.local_agent_dir(), allowed) as agent, \
+                AgentClient(agent.endpoint) as client:
             yield client
     elif profile.transport == "zmq":
         with AgentClient(profile.address, curve=curve_keys(profile)) as client:
@@ -32,7 +42,7 @@ def connect(profile: Profile) -> Iterator[AgentClient]:
         via = profiles.load(profile.android.via)
         if via.transport == "adb":
             raise ProfileError(f"device {profile.name}: via {via.name!r} is a phone, not an agent")
-        with connect(via) as client:
+        with connect(via, profile.android.adb_address or profile.android.adb_serial) as client:
             yield client
     else:
         raise ProfileError(f"device {profile.name}: transport {profile.transport!r} is not supported")
