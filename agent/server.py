@@ -67,8 +67,9 @@ from agent.zap import ZAP_DOMAIN, ZapHandler
 log = logging.getLogger("edgebench.agent")
 
 _RESULTS = "inproc://edgebench-results"
-# How long the agent remembers a silent connection, and how many it remembers at most.
-CLIENT_IDLE_S = 60.0
+# How long the agent remembers a silent connection (a waiting controller pings every
+# 5 s), and how many it remembers at most.
+CLIENT_IDLE_S = 30.0
 MAX_CLIENTS = 4096
 # Jobs waiting for the job thread at once (each holds its cells in memory).
 MAX_QUEUED_JOBS = 32
@@ -109,13 +110,21 @@ class _Client:
 
 def _malloc_trim() -> Callable[[], None]:
     """glibc's `malloc_trim(0)`: after a burst (a flood, a big replay) libzmq's and Python's
-    freed buffers go back to the system instead of staying in the process for good."""
+    freed buffers go back to the system instead of staying in the process for good.
+
+    Also caps glibc's per-thread arenas at two (before libzmq starts its threads): each
+    thread's own arena would otherwise keep the pieces of every burst it served."""
     try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim, mallopt = libc.malloc_trim, libc.mallopt
     except (OSError, AttributeError):
         return lambda: None
+    mallopt(_M_ARENA_MAX, 2)
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return lambda: trim(0)
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 class AgentServer:
@@ -123,6 +132,7 @@ class AgentServer:
 
     def __init__(self, config: AgentConfig, notifier: Optional[Notifier] = None):
         config.check()
+        self._trim = _malloc_trim()  # before any thread starts
         self.config = config
         self.notifier = notifier or Notifier({})
         data = config.data_path
@@ -167,7 +177,6 @@ class AgentServer:
         # Hang-ups, matched to controllers by their connection's file descriptor.
         self._monitor = self._router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         self._closed_fds: set[int] = set()
-        self._trim = _malloc_trim()
         self._busy_since_trim, self._last_busy = False, time.monotonic()
         self._results = self._ctx.socket(zmq.PULL)
         self._results.bind(_RESULTS)
@@ -407,10 +416,17 @@ class AgentServer:
 
     def _forget_idle_clients(self) -> None:
         now = time.monotonic()
-        for client, state in list(self._clients.items()):
-            if now - state.last_seen > CLIENT_IDLE_S:
-                del self._clients[client]
-        self.transfers.expire(now, self._request_credit)
+        forgotten = [client for client, state in self._clients.items() if now - state.last_seen > CLIENT_IDLE_S]
+        for client in forgotten:
+            del self._clients[client]
+        if forgotten:
+            # Jobs of forgotten controllers have no owner: their results wait in the outbox.
+            gone = set(forgotten)
+            for job_id in [job for job, owner in self._job_clients.items() if owner in gone]:
+                del self._job_clients[job_id]
+            self._busy_since_trim, self._last_busy = True, now  # freed: hand it back soon
+        if self.transfers.expire(now, self._request_credit):
+            self._busy_since_trim, self._last_busy = True, now
 
     def _on_hello(self, client: bytes, message: Hello, payload: list) -> None:
         log.info("client %s: hello (controller %s, protocol minor %d)", client.hex(),

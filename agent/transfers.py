@@ -86,8 +86,12 @@ class Transfers:
             transfer.incoming.fail()
         return transfer
 
-    def expire(self, now: float, request: Request) -> None:
-        """Close idle transfers; one that others wait for passes to the first of them."""
+    def expire(self, now: float, request: Request) -> int:
+        """Close idle transfers; one that others wait for passes to the first of them.
+
+        Returns how many were closed.
+        """
+        closed = 0
         for sha256, transfer in list(self.open.items()):
             if now - transfer.last_active <= IDLE_S:
                 continue
@@ -101,6 +105,8 @@ class Transfers:
             log.info("transfer %s: idle for %.0f s, closed", sha256[:12], IDLE_S)
             transfer.incoming.abort()
             del self.open[sha256]
+            closed += 1
+        return closed
 
     def next_deadline(self) -> Optional[float]:
         """When the earliest open transfer expires if nothing arrives, or None."""

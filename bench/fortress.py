@@ -19,8 +19,11 @@ are read before (after one normal cell), right after the fuzz and after 60 s idl
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import hashlib
 import json
+import os
 import random
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from agent.outbox import Outbox
 from agent.wire import protocol
 from agent.wire.protocol import (
     READY_PREFIX,
+    AndroidTarget,
     CellDone,
     CellSpec,
     JobDone,
@@ -47,7 +51,7 @@ from agent.wire.protocol import (
     cell_template,
 )
 from agent.wire.records import Settings
-from controller.client import AgentClient
+from controller.client import AgentClient, AgentError
 from controller.local_agent import read_line
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,8 +97,15 @@ class Agent:
         return False
 
     def footprint(self) -> dict:
+        """RSS and open file descriptors of the agent, and what kinds of files those are."""
         proc = psutil.Process(self.process.pid)
-        return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "open_files": proc.num_fds()}
+        kinds = collections.Counter()
+        fd_dir = Path(f"/proc/{proc.pid}/fd")
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                kinds[os.readlink(fd).split(":")[0].split("[")[0]] += 1
+        return {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "open_files": proc.num_fds(),
+                "kinds": dict(sorted(kinds.items()))}
 
     def stop(self) -> None:
         self.process.terminate()
@@ -231,6 +242,15 @@ def flood_job(data: Path) -> None:
     outbox.put(JobDone(job_id="flood"))
 
 
+def phone_warm_up(agent: Agent) -> None:
+    """One request for a USB phone that is not there: the agent loads its ADB code once
+    (the fuzz makes such requests too), so `before` includes it like a phone user's agent."""
+    with AgentClient(agent.endpoint) as client:
+        client.hello(timeout_s=30)
+        with contextlib.suppress(AgentError):
+            client.info(android=AndroidTarget(serial="EDGEBENCH-NO-SUCH-PHONE"))
+
+
 def normal_cell(agent: Agent, job_id: str) -> str:
     cells = []
     with AgentClient(agent.endpoint) as client:
@@ -252,6 +272,7 @@ def main() -> int:
         agent = Agent(data)
         agent.start()
         assert normal_cell(agent, "warm-up") == "ok"
+        phone_warm_up(agent)
         before = agent.footprint()
         fuzz = Fuzzer(agent, args.seed)
         makers = [fuzz.random_frames, fuzz.mutated, fuzz.typed, fuzz.hostile_valid]
