@@ -65,15 +65,16 @@ class Outbox:
         """Note the cell being measured, so a restart can say where the job stopped."""
         _write(self._dir(job_id) / "running", str(index).encode(), sync=False)
 
-    def put(self, result: Result) -> None:
-        """Persist a result before it is sent."""
+    def put(self, result: Result) -> Optional[str]:
+        """Persist a result before it is sent; returns its file name (None: job gone)."""
         directory = self._dir(result.job_id)
         if not directory.is_dir():
-            return  # acknowledged as done already (a late duplicate)
+            return None  # acknowledged as done already (a late duplicate)
         name = f"cell-{result.index}.msgpack" if isinstance(result, CellDone) else "done.msgpack"
         _write(directory / name, msgspec.msgpack.encode(result))
         if isinstance(result, JobDone):
             (directory / "running").unlink(missing_ok=True)
+        return name
 
     def pending(self, job_id: str) -> list[Result]:
         """Unacknowledged results of a job, cells in index order, then the JobDone if any."""

@@ -38,6 +38,8 @@ class Replays:
         self._active: dict[str, _Replay] = {}
         self._started: dict[str, float] = {}
         self._due: dict[str, bytes] = {}
+        # job -> (client, outbox file names its latest replay covers)
+        self._covered: dict[str, tuple[bytes, set[str]]] = {}
 
     def request(self, job_id: str, client: bytes, now: Optional[float] = None) -> None:
         """`client` re-attached to `job_id`: replay now, or once the interval has passed."""
@@ -50,8 +52,16 @@ class Replays:
     def _start(self, job_id: str, client: bytes, now: float) -> None:
         self._due.pop(job_id, None)
         self._started[job_id] = now
-        self._active[job_id] = _Replay(client, deque(self.outbox.pending_paths(job_id)))
+        paths = self.outbox.pending_paths(job_id)
+        self._covered[job_id] = (client, {path.name for path in paths})
+        self._active[job_id] = _Replay(client, deque(paths))
         self._pump(job_id)
+
+    def covers(self, job_id: str, client: bytes, name: str) -> bool:
+        """True when the latest replay of `job_id` to `client` includes the result file `name`
+        (a result written before the replay began must not be sent twice)."""
+        covered = self._covered.get(job_id)
+        return covered is not None and covered[0] == client and name in covered[1]
 
     def acked(self, job_id: str, count: int) -> None:
         """The controller acknowledged `count` results of `job_id`: send more."""
@@ -65,6 +75,7 @@ class Replays:
         self._active.pop(job_id, None)
         self._due.pop(job_id, None)
         self._started.pop(job_id, None)
+        self._covered.pop(job_id, None)
 
     def _pump(self, job_id: str) -> None:
         replay = self._active[job_id]

@@ -92,6 +92,7 @@ class _Route(msgspec.Struct, array_like=True):
     asker: bytes
     job_id: str
     done: bool
+    stored: Optional[str] = None  # the outbox file of a result: a replay may have sent it already
 
 
 _route_encoder = msgspec.msgpack.Encoder()
@@ -320,8 +321,11 @@ class AgentServer:
                 self.cache.unpin(self._job_models.pop(route.job_id, []))
             # Job messages go to whoever claimed the job last; other replies to who asked.
             client = self._job_clients.get(route.job_id) if route.job_id else route.asker
-            if client is not None:  # else kept in the outbox until a controller claims the job
-                self._router.send_multipart([client, *frames[1:]])
+            if client is None:  # kept in the outbox until a controller claims the job
+                continue
+            if route.stored and self.replays.covers(route.job_id, client, route.stored):
+                continue  # written before the replay began: the replay sends it
+            self._router.send_multipart([client, *frames[1:]])
 
     def _receive(self) -> None:
         while True:
@@ -389,15 +393,17 @@ class AgentServer:
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
         """Called by the job thread: persist a result, then hand it to the loop to route."""
+        stored = None
         if isinstance(message, (CellDone, JobDone)):
-            self.outbox.put(message)
+            stored = self.outbox.put(message)
         elif isinstance(message, CellStarted):
             self.outbox.started(message.job_id, message.index)
         sock = getattr(self._local, "push", None)
         if sock is None:
             sock = self._local.push = self._ctx.socket(zmq.PUSH)
             sock.connect(_RESULTS)
-        route = _Route(asker=client, job_id=getattr(message, "job_id", ""), done=isinstance(message, JobDone))
+        route = _Route(asker=client, job_id=getattr(message, "job_id", ""), done=isinstance(message, JobDone),
+                       stored=stored)
         sock.send_multipart([_route_encoder.encode(route), *protocol.encode(message)])
 
     def _client(self, client: bytes) -> _Client:
