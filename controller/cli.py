@@ -13,7 +13,6 @@ import sys
 from typing import Optional
 
 from controller import __version__
-from controller.commands import OneLineParser
 from controller.store import StoreError
 
 # Command name -> (module under controller.commands, one-line help).
@@ -43,6 +42,14 @@ def _add_verbosity(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=default,
                         help="log more (repeat for debug detail)")
     parser.add_argument("-q", "--quiet", action="store_true", default=default, help="log errors only")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the flag, then exit 2."""
+
+    def error(self, message: str):
+        """Print `PROG: error: MESSAGE` and exit 2 (argparse would add the whole usage)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:

@@ -28,14 +28,6 @@ def comma_names(text: str) -> list[str]:
     return names
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line naming the flag, then exit 2."""
-
-    def error(self, message: str):
-        """Print `PROG: error: MESSAGE` and exit 2 (argparse would add the whole usage)."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def comma_ints(text: str) -> list[int]:
     """`1,2,4` as positive integers (an argparse type)."""
     try:

@@ -145,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
             show(report, args.json, console)
             return 130
     show(report, args.json, console)
-    return 0 if report.cells else 2  # nothing measured (not even a failed cell) is a usage error
+    # Nothing measured: no device answered, or one answered and no cell came back.
+    return 0 if report.devices and report.cells else 2
 
 
 def show(report: RunReport, as_json: bool, console) -> None:
