@@ -40,6 +40,7 @@ PI4 = ROOT / "tests" / "fixtures" / "pi4_root"
 THROTTLE_NODE = "/sys/devices/platform/soc/soc:firmware/get_throttled"
 BOOT_TIMEOUT_S = 120.0
 WATCHDOG_S = 4
+AGENT_UID = 977  # the agent's user inside the container
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 pytestmark = pytest.mark.skipif(
@@ -95,6 +96,9 @@ def _pi_parts(tmp_path: Path) -> tuple[Path, Path, Path]:
     firmware.mkdir()
     (sysusers / "00-pi-groups.conf").write_text(
         "".join(f"g {group} {grp.getgrnam(group).gr_gid}\n" for group in service.DEVICE_GROUPS))
+    # The service's user with a known number (the first definition wins), to own its key.
+    (sysusers / "00-edgebench-uid.conf").write_text(
+        f'u {service.DEFAULT_USER} {AGENT_UID} "edgebench agent" /nonexistent\n')
     (sysusers / "edgebench.conf").write_text(service.sysusers_text(service.DEFAULT_USER))
     shutil.copy(PI4 / THROTTLE_NODE.lstrip("/"), firmware / "get_throttled")
     vcio = tmp_path / "vcio"
@@ -110,7 +114,8 @@ def _tree(tmp_path: Path, config_name: str) -> tuple[Path, Path, Path]:
     (etc / "controllers.d").mkdir(parents=True)
     state.mkdir()
     _, secret = key_files.generate(etc, "agent")
-    secret.chmod(0o644)  # install-service gives it to the service's group; here any reader will do
+    # As install-service does: the service's user alone may read it (the agent refuses more).
+    os.chown(secret, AGENT_UID, AGENT_UID)
     public, _ = key_files.generate(tmp_path / "controller", "controller")
     shutil.copy(public, etc / "controllers.d")
     (etc / config_name).write_text(
