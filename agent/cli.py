@@ -13,13 +13,14 @@ from typing import Optional
 import msgspec
 import zmq
 
-from agent import __version__, config, service
+from agent import config, service
 from agent.facts import read_facts
 from agent.formats.facts_text import facts_lines
 from agent.notify import Notifier
 from agent.server import AgentServer
 from agent.wire import keys as key_files
 from agent.wire.protocol import READY_PREFIX
+from agent.wire.version import VersionAction
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -107,7 +108,7 @@ def _install_service(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `agent` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="agent", description="edgebench device agent")
-    parser.add_argument("--version", action="version", version=f"edgebench agent {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve controllers (the long-running agent)")

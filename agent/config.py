@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from agent.formats.tomlfile import TomlFileError, read_toml
+from agent.trust import is_loopback_host
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 # Delegate libraries an agent may load when its configuration names none: the usual
@@ -98,13 +98,7 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     parts = urlsplit(endpoint)
     if parts.scheme in ("ipc", "inproc"):
         return True
-    host = (parts.hostname or "").strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(parts.hostname or "")
 
 
 def default_data_dir() -> Path:

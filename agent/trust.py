@@ -60,7 +60,8 @@ def delegate_library(requested: str, allowed: Union[str, list[str]], data_dir: P
     return granted
 
 
-def _loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost` and loopback addresses (IPv4 or IPv6, bracketed or not)."""
     host = host.strip("[]")
     if host == "localhost":
         return True
@@ -75,7 +76,7 @@ def check_phone(target: AndroidTarget, phones: Optional[list[str]]) -> None:
     if target.address:
         named = target.address
         host = target.address.rpartition(":")[0] or target.address
-        if phones is None and _loopback(host):
+        if phones is None and is_loopback_host(host):
             return
     else:
         named = target.serial or ""

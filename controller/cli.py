@@ -12,8 +12,7 @@ import logging
 import sys
 from typing import Optional
 
-from controller import __version__
-from controller.store import StoreError
+from agent.wire.version import VersionAction
 
 # Command name -> (module under controller.commands, one-line help).
 COMMANDS = {
@@ -56,7 +55,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The `controller` parser; `command`'s own flags are added when it is named (all when None)."""
     parser = OneLineParser(
         prog="controller", description="edgebench: benchmark LiteRT models on edge devices")
-    parser.add_argument("--version", action="version", version=f"edgebench controller {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     _add_verbosity(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
@@ -94,6 +93,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=log_level(args.verbose, args.quiet), stream=sys.stderr,
                         format="controller: %(levelname)s: %(message)s")
+    # The store is imported by the commands that use it, not here: --help stays light.
+    from controller.store import StoreError
+
     try:
         return args.func(args)
     except StoreError as exc:

@@ -1,10 +1,34 @@
-"""The one version of edgebench, read from the installed distribution's metadata."""
+"""The one version of edgebench, read from the installed distribution's metadata.
+
+Reading it imports `importlib.metadata` (tens of milliseconds), so it is read when first
+asked for: `controller --help` and the agent's start do not pay for it.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import argparse
+import functools
 
-try:
-    VERSION = version("edgebench")
-except PackageNotFoundError:  # a source tree that was never installed
-    VERSION = "0+unknown"
+
+@functools.cache
+def version() -> str:
+    """edgebench's version, or `0+unknown` in a source tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("edgebench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class VersionAction(argparse.Action):
+    """`--version` for a command line: prints `edgebench PROG VERSION` and exits."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        """Print the version line and exit 0."""
+        parser.exit(0, f"edgebench {parser.prog} {version()}\n")
