@@ -199,8 +199,10 @@ class AgentClient:
         agent replays every result not yet acknowledged, so `on_cell` may see an index twice.
         """
         self._send(RunJob(job_id=job_id, cells=cells, indices=indices, android=android, governor=governor))
-        self._expect(JobAccepted)
         try:
+            # Inside the try: an interrupt that lands before the acceptance arrives still
+            # cancels the job the agent has already started.
+            self._expect(JobAccepted)
             return self._follow(job_id, on_started, on_cell, on_cooling)
         except (AgentLost, AgentError):
             raise  # the job goes on without us; a reconnect re-attaches to it

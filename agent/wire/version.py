@@ -30,5 +30,6 @@ class VersionAction(argparse.Action):
                          help="show the version and exit")
 
     def __call__(self, parser, namespace, values, option_string=None):
-        """Print the version line and exit 0."""
-        parser.exit(0, f"edgebench {parser.prog} {version()}\n")
+        """Print the version line on stdout (as argparse's own action does) and exit 0."""
+        print(f"edgebench {parser.prog} {version()}")
+        parser.exit(0)

@@ -109,7 +109,9 @@ def test_phone_op_profile_comes_from_the_stand_in_tables_through_the_parser(tmp_
     assert cell["status"] == "ok", cell["error"]
     profile = cell["op_profile"]
     assert profile["method"] == "benchmark_model"
-    # The stand-in timed the model's own nodes: every node of the int8 digits CNN, positive times.
+    # The stand-in timed the model's own nodes. The tool prints ms with three decimals, so a
+    # sub-microsecond op reads 0.000; the convolutions never do.
     assert {n["op_type"] for n in profile["nodes"]} >= {"CONV_2D", "FULLY_CONNECTED"}
-    assert all(n["avg_us"] is None or n["avg_us"] > 0 for n in profile["nodes"])
+    assert all(n["avg_us"] is None or n["avg_us"] >= 0 for n in profile["nodes"])
+    assert all(n["avg_us"] > 0 for n in profile["nodes"] if n["op_type"] == "CONV_2D")
     assert sum(t["count"] for t in profile["by_type"]) == len(profile["nodes"])
