@@ -112,7 +112,8 @@ def parse_state(output: str) -> DeviceState:
     found = sections(output)
     freqs = [khz for khz in map(_int, found.get("curfreq", [])) if khz]
     return DeviceState(temp_c_start=cpu_temp_c(found.get("thermal", [])),
-                       cpu_freq_mhz_start=max(freqs) / 1000.0 if freqs else None)
+                       cpu_freq_mhz_start=max(freqs) / 1000.0 if freqs else None,
+                       throttle_problem="Android exposes no throttle word; only temperature and clock are read")
 
 
 def parse_facts(output: str, fallback_name: str) -> Facts:

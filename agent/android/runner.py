@@ -123,7 +123,8 @@ class AndroidRunner:
             cell = msgspec.structs.replace(cell, error=problem)  # clearer than the log's last line
         return msgspec.structs.replace(cell, device_state=DeviceState(
             temp_c_start=state.temp_c_start, temp_c_end=end.temp_c_start,
-            cpu_freq_mhz_start=state.cpu_freq_mhz_start, cpu_freq_mhz_end=end.cpu_freq_mhz_start))
+            cpu_freq_mhz_start=state.cpu_freq_mhz_start, cpu_freq_mhz_end=end.cpu_freq_mhz_start,
+            throttle_problem=state.throttle_problem))
 
 
 def _failed(template: Cell, error: str) -> Cell:

@@ -67,6 +67,8 @@ def test_run_on_a_phone_gives_the_same_json_table_and_history_as_a_pi(tmp_path, 
         assert latency["count"] == 5 and latency["min"] <= latency["p50"] <= latency["max"]
         assert latency["p90"] is None and latency["p99"] is None  # benchmark_model prints neither
         assert cell["device_state"]["temp_c_start"] == pytest.approx(41.5)
+        # Android has no throttle word: unknown, with the reason, never "not throttled".
+        assert cell["device_state"]["throttled"] is None and cell["device_state"]["throttle_problem"]
 
     assert len(pushed) == 2  # binary and model, across both runs
     assert len(runs) == 9 and all(r.startswith("taskset 1 ") for r in runs)
