@@ -6,9 +6,10 @@ network the first night, a copy with 5 %, 10 % or 20 % more convolutions the sec
 examples/models/planted/). Every trial is judged twice, on the same data:
 
 - before: the two nights alone (one look at 95 %), what `regress` did without more rounds;
-- after: `regress --more-rounds 10 --max-device-seconds 300` (the nightly script's
-  defaults): cells not decided NO CHANGE by the nights get up to two batches of five
-  rounds per side in A/B sessions, every look at the Bonferroni-corrected 98.3 %.
+- after: `regress --more-rounds 160 --max-device-seconds 300` (the nightly script's
+  defaults): cells not decided NO CHANGE by the nights get more rounds per side in A/B
+  sessions, looked at after 5, 10, 20, 40, 80 and 160 of them, every look at the
+  Bonferroni-corrected 99.3 %, until decided, given up or the 300 s are spent.
 
 A quiet cell's REGRESSION is a false alarm; a planted cell's REGRESSION is a detection.
 The yardstick of device time is the two nights' own measuring time.
@@ -114,7 +115,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per night (default 5)")
     parser.add_argument("--threshold", default="5%")
     parser.add_argument("--min-secs", type=float, default=0.2)
-    parser.add_argument("--more-rounds", type=int, default=10)
+    parser.add_argument("--more-rounds", type=int, default=160)
     parser.add_argument("--max-device-seconds", type=float, default=300.0)
     parser.add_argument("--minutes", type=float, default=18.0, help="stop starting trials after this long")
     parser.add_argument("--out", help="write every trial's verdicts to this JSON file")

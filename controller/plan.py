@@ -31,19 +31,21 @@ class PlannedCell:
 def plan(sources: list[ModelSource], delegates: list[str], threads: list[int], rounds: int,
          settings: Settings, evaluation: Optional[RunEvaluation] = None,
          profile: Optional[Profile] = None, require_full_delegation: bool = False,
-         op_profile: bool = False) -> list[PlannedCell]:
+         op_profile: bool = False, alternate_order: bool = False) -> list[PlannedCell]:
     """The matrix in run order: whole rounds one after another, so drift hits all cells.
 
     Within a round, family references come first, so that each variant's outputs can be
     compared with its reference's as soon as the variant's cell arrives; CPU cells come
-    before accelerated ones, which are compared with their outputs.
+    before accelerated ones, which are compared with their outputs. `alternate_order`
+    reverses the models of every odd round, so that in an A/B session neither side always
+    runs first (a device warming within a round then favours neither).
     """
     if evaluation is not None:
         sources = evaluation.references_first(sources)
     delegates = sorted(delegates, key=lambda d: d not in CPU_DELEGATES)
     cells: list[PlannedCell] = []
     for round_ in range(rounds):
-        for source in sources:
+        for source in (sources[::-1] if alternate_order and round_ % 2 else sources):
             for delegate in delegates:
                 for n in threads:
                     spec = CellSpec(model_sha256=source.sha256, model_name=source.name, delegate=delegate,

@@ -155,10 +155,11 @@ class RegressReport(Record, kw_only=True):
 
 class MoreRounds(Record, kw_only=True):
     """Extra rounds measured for undecided cells: baseline and candidate models interleaved in
-    sessions, judged after every batch at a Bonferroni-corrected confidence."""
+    sessions, judged at looks after `batch`, then twice as many, ... extra rounds, every look
+    at a Bonferroni-corrected confidence (`controller.analysis.sequential`)."""
 
     planned_rounds: int
-    batch: int
+    batch: int  # extra rounds per side before the first look at them
     looks: int  # planned looks, the first (the runs as stored) included
     max_device_seconds: float
     device_seconds: float = 0.0

@@ -62,6 +62,7 @@ class RunRequest:
     require_full_delegation: bool = False
     op_profile: bool = False
     meta: dict[str, str] = field(default_factory=dict)
+    alternate_order: bool = False  # odd rounds measure the models in reverse order (A/B sessions)
 
 
 class Observer(Protocol):
@@ -201,7 +202,7 @@ class DeviceSession:
 
         matrix = plan(run.sources, request.delegates or profile.delegates, request.threads or profile.threads,
                       request.rounds, request.settings, run.evaluation, profile, request.require_full_delegation,
-                      request.op_profile)
+                      request.op_profile, request.alternate_order)
         run.observer.device_started(name, len(matrix))
         failed_pushes = ({source.sha256: phone.error for source in run.sources} if phone and phone.error
                          else self._push_models(client))

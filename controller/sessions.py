@@ -9,7 +9,8 @@ rounds, alternately assigned to the two sides. When the baseline model's file is
 only the candidate gets more rounds; they join its stored ones, judged unpaired.
 
 The sequential design is `controller.analysis.sequential.Plan`: a cell stops when decided;
-the whole follow-up stops when the device-seconds budget is spent.
+the batch before a look is cut to what the device-seconds budget still allows, at the cost
+per round measured so far, and the follow-up stops when the budget is spent.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import msgspec
 from agent.wire.records import Cell, Settings
 from controller import models
 from controller.analysis import regress
-from controller.analysis.sequential import Plan
+from controller.analysis.sequential import Plan, out_of_reach, rounds_within
 from controller.analysis.stats import CellKey, cell_key, key_text
 from controller.history import SESSION_META
 from controller.models import ModelSource
@@ -61,7 +62,13 @@ class Session:
     rounds: dict[CellKey, tuple[list[Cell], list[Cell]]] = field(
         default_factory=lambda: defaultdict(lambda: ([], [])))
     device_seconds: float = 0.0
+    side_rounds: int = 0  # rounds measured, one per side of a cell
     run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def seconds_per_round(self) -> float:
+        """Device seconds one round of one side has cost so far (0 before any)."""
+        return self.device_seconds / self.side_rounds if self.side_rounds else 0.0
 
 
 def measure(pairs: Iterable[Pair], rounds: int, store: ResultStore, session: Session,
@@ -69,7 +76,8 @@ def measure(pairs: Iterable[Pair], rounds: int, store: ResultStore, session: Ses
             observer: Optional[Observer] = None) -> list[str]:
     """`rounds` more rounds per side for each pair, interleaved; returns error lines.
 
-    Pairs sharing device, delegate, threads, settings and kind run as one session run.
+    Pairs sharing device, delegate, threads, settings and kind run as one session run, whose
+    odd rounds measure its files in reverse order (ABBA): neither side always goes first.
     """
     groups: dict[tuple, list[Pair]] = defaultdict(list)
     for pair in pairs:
@@ -84,15 +92,21 @@ def measure(pairs: Iterable[Pair], rounds: int, store: ResultStore, session: Ses
             paths.append(str(pair.candidate.path))
         request = RunRequest(devices=[device], models=paths, threads=[threads], delegates=[delegate],
                              settings=members[0].settings, rounds=rounds * (2 if kind == "same model" else 1),
-                             tag=tag, meta={SESSION_META: tag, **(meta or {})})
+                             tag=tag, meta={SESSION_META: tag, **(meta or {})}, alternate_order=True)
         started = time.monotonic()
         report = run(request, store, observer)
         session.device_seconds += time.monotonic() - started
+        session.side_rounds += rounds * len(members) * _sides(kind)
         session.run_ids.append(report.run_id)
         errors += report.errors
         for pair in members:
             _collect(pair, report, session.rounds[pair.key])
     return errors
+
+
+def _sides(kind: str) -> int:
+    """Sides of a pair that get rounds: both, or the candidate alone."""
+    return 1 if kind == "candidate only" else 2
 
 
 def _collect(pair: Pair, report: RunReport, into: tuple[list[Cell], list[Cell]]) -> None:
@@ -128,32 +142,70 @@ def sequential(pairs: list[Pair], first: dict[CellKey, CellComparison], plan: Pl
                stored: Optional[dict[CellKey, tuple[list[Cell], list[Cell]]]] = None,
                reopen: tuple[str, ...] = ("INCONCLUSIVE",), meta: Optional[dict[str, str]] = None,
                observer: Optional[Observer] = None) -> tuple[dict[CellKey, CellComparison], MoreRounds]:
-    """Look again after each batch at the cells whose verdict is in `reopen` (then INCONCLUSIVE),
-    until each is decided, the planned rounds are measured or the budget is spent."""
+    """Look again at each mark of the plan's schedule at the cells whose verdict is in `reopen`
+    (then INCONCLUSIVE), until each is decided, the schedule ends or the budget is spent.
+
+    `session` may hold rounds already (`compare` measures its first look there); the marks
+    count the rounds measured after the first look.
+    """
     verdicts = dict(first)
     summary = MoreRounds(planned_rounds=plan.more_rounds, batch=plan.batch, looks=plan.looks,
                          max_device_seconds=plan.max_device_seconds)
     open_keys = {key for key, cell in verdicts.items() if cell.verdict in reopen}
     by_key = {pair.key: pair for pair in pairs}
-    for look in range(2, plan.looks + 1):
+    done = 0
+    for look, mark in enumerate(plan.schedule, start=2):
         todo = [by_key[key] for key in sorted(open_keys) if key in by_key]
         if not todo:
             break
-        if session.device_seconds >= plan.max_device_seconds:
+        wanted = mark - done
+        rounds = rounds_within(plan.max_device_seconds - session.device_seconds, session.seconds_per_round,
+                               sum(_sides(pair.kind) for pair in todo), wanted)
+        if rounds:
+            summary.notes += measure(todo, rounds, store, session, meta=meta, observer=observer)
+            done += rounds
+            for pair in todo:
+                cell = judge(pair, session, thresholds, (stored or {}).get(pair.key))
+                cell.looks = look
+                cell.flags.append(f"judged in session ({pair.kind}) at look {look} of {plan.looks}, "
+                                  f"after {done} more round(s)")
+                verdicts[pair.key] = cell
+            open_keys = {pair.key for pair in todo if verdicts[pair.key].verdict == "INCONCLUSIVE"}
+            if 2 * done >= plan.more_rounds:  # before the last doubling, the most expensive batch
+                open_keys -= _give_up(open_keys, verdicts, plan.more_rounds - done, done, summary)
+        if rounds < wanted:
             summary.notes.append(f"device-seconds budget spent ({session.device_seconds:.0f} s of "
-                                 f"{plan.max_device_seconds:.0f} s): {len(todo)} cell(s) left undecided")
+                                 f"{plan.max_device_seconds:.0f} s) after {done} more round(s): "
+                                 f"{len(open_keys)} cell(s) left undecided")
             break
-        rounds = min(plan.batch, plan.more_rounds - (look - 2) * plan.batch)
-        summary.notes += measure(todo, rounds, store, session, meta=meta, observer=observer)
-        for pair in todo:
-            cell = judge(pair, session, thresholds, (stored or {}).get(pair.key))
-            cell.looks = look
-            cell.flags.append(f"decided in session ({pair.kind}) at look {look} of {plan.looks}")
-            verdicts[pair.key] = cell
-        open_keys = {pair.key for pair in todo if verdicts[pair.key].verdict == "INCONCLUSIVE"}
+    else:
+        if open_keys:
+            summary.notes.append(f"{len(open_keys)} cell(s) still undecided after all {done} more round(s)")
     summary.device_seconds = round(session.device_seconds, 1)
     summary.sessions = list(session.run_ids)
     return verdicts, summary
+
+
+def _give_up(open_keys: set[CellKey], verdicts: dict[CellKey, CellComparison], more: int, done: int,
+             summary: MoreRounds) -> set[CellKey]:
+    """The open cells that `more` rounds are not expected to decide, flagged and counted."""
+    hopeless = {key for key in open_keys if _hopeless(verdicts[key], more)}
+    for key in hopeless:
+        verdicts[key].flags.append(f"given up after {done} more round(s): the change sits at the "
+                                   "threshold, beyond what the remaining rounds resolve")
+    if hopeless:
+        summary.notes.append(f"{len(hopeless)} cell(s) given up after {done} more round(s): "
+                             "their change sits at the threshold")
+    return hopeless
+
+
+def _hopeless(cell: CellComparison, more: int) -> bool:
+    """An undecided latency change that `more` rounds are not expected to decide."""
+    latency = cell.latency_p50
+    if latency.verdict != "INCONCLUSIVE" or None in (latency.change, latency.low, latency.high):
+        return False
+    return more > 0 and out_of_reach(latency.change, latency.low, latency.high, latency.threshold,
+                                     min(latency.rounds), more)
 
 
 def model_sources(store: ResultStore, run_ids: Iterable[str]) -> dict[tuple[str, str], ModelSource]:

@@ -49,7 +49,8 @@ def add_sequential_flags(p: argparse.ArgumentParser) -> None:
                    help="measure up to N more rounds per side, in one session on the device, for cells "
                         "not decided yet (default 0: judge what is stored)")
     p.add_argument("--rounds-per-look", type=int, default=DEFAULT_BATCH, metavar="K",
-                   help=f"extra rounds between two looks (default {DEFAULT_BATCH})")
+                   help=f"extra rounds per side before the first look at them; each later look doubles "
+                        f"the extra rounds so far (default {DEFAULT_BATCH})")
     p.add_argument("--max-device-seconds", type=float, default=DEFAULT_MAX_DEVICE_SECONDS, metavar="S",
                    help="stop measuring more rounds after S seconds on the device "
                         f"(default {DEFAULT_MAX_DEVICE_SECONDS:.0f})")

@@ -174,10 +174,15 @@ def _summary(report: RegressReport) -> str:
     return text
 
 
+def _change_heading(report: RegressReport) -> str:
+    """The latency change column's heading, with the confidence of its intervals."""
+    return f"change [{report.confidence * 100:.3g}% CI]"
+
+
 def regress_table(report: RegressReport) -> Table:
     """The comparison as a terminal table, regressions first."""
     table = Table(title="regression check", caption=_summary(report))
-    for name in ("verdict", "device", "model", "delegate", "threads", "p50", "change [95% CI]", "rounds",
+    for name in ("verdict", "device", "model", "delegate", "threads", "p50", _change_heading(report), "rounds",
                  "peak memory", "top-1", "notes"):
         table.add_column(name)
     for cell in _rows(report):
@@ -195,7 +200,8 @@ def regress_markdown(report: RegressReport) -> str:
     """The comparison as Markdown for a CI job summary."""
     head = "## edgebench: " + ("regression found" if report.regressed else "no regression") + "\n\n"
     lines = [head + _summary(report) + "\n",
-             "| verdict | device | model | delegate | threads | p50 | change [95% CI] | peak memory | top-1 | notes |",
+             f"| verdict | device | model | delegate | threads | p50 | {_change_heading(report)} | peak memory "
+             "| top-1 | notes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for cell in _rows(report):
         verdict = f"**{cell.verdict}**" if cell.verdict == "REGRESSION" else cell.verdict

@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from agent.facts import SysRoot, cpu_shares, read_cpu_times, read_load_avg, read_sched_ns, wait_share
-from agent.wire.records import Cell, DeviceState, LatencyStats
+from agent.wire.records import Cell, DeviceState, LatencyStats, Settings
+from controller import models
 from controller.analysis import disturbance
 from controller.analysis.regress import Thresholds, compare_cell
-from controller.analysis.sequential import Plan
+from controller.analysis.sequential import Plan, out_of_reach, rounds_within
 from controller.analysis.verdicts import classify, corrected_confidence, judge, paired_ratio_change
+from controller.plan import plan
 
 
 def _noisy(n: int, rng, drift: float = 0.0) -> np.ndarray:
     return 1000 * (1 + drift) * np.exp(rng.normal(0, 0.06, n))
 
 
-def _false_alarms(looks: int, confidence: float, trials: int = 150) -> int:
-    """Quiet comparisons (no true change) with a look after 4, 8, ... rounds; REGRESSION at any look counts."""
+def _false_alarms(plan: Plan, confidence: float, trials: int = 150) -> int:
+    """Quiet comparisons (no true change) looked at after the stored rounds and at each mark of
+    the plan's schedule; REGRESSION at any look counts."""
     rng = np.random.default_rng(11)
+    stored = plan.batch
+    marks = [stored] + [stored + mark for mark in plan.schedule]
     alarms = 0
     for _ in range(trials):
-        base, cand = _noisy(4 * looks, rng), _noisy(4 * looks, rng)
-        for look in range(1, looks + 1):
-            verdict, _ = judge(base[:4 * look], cand[:4 * look], threshold=0.0, confidence=confidence)
+        base, cand = _noisy(marks[-1], rng), _noisy(marks[-1], rng)
+        for n in marks:
+            verdict, _ = judge(base[:n], cand[:n], threshold=0.0, confidence=confidence)
             if verdict == "REGRESSION":
                 alarms += 1
                 break
@@ -35,18 +42,31 @@ def _false_alarms(looks: int, confidence: float, trials: int = 150) -> int:
 
 def test_corrected_looks_keep_false_alarms_that_uncorrected_looks_let_through():
     # Threshold 0 makes every alarm a pure interval miss: the worst case for repeated looks.
-    uncorrected = _false_alarms(looks=5, confidence=0.95)
-    corrected = _false_alarms(looks=5, confidence=corrected_confidence(5))
+    plan = Plan(more_rounds=60, batch=4)
+    uncorrected = _false_alarms(plan, confidence=0.95)
+    corrected = _false_alarms(plan, confidence=plan.confidence)
     assert corrected < uncorrected
-    assert corrected / 150 <= 0.05  # one-sided misses of a 99 % interval, over five looks
+    assert corrected / 150 <= 0.05  # one-sided misses of 99.2 % intervals, over six looks
 
 
-def test_plan_counts_looks_and_splits_the_error_rate():
-    assert Plan().looks == 1 and Plan().confidence == pytest.approx(0.95)
-    assert Plan(more_rounds=10, batch=5).looks == 3
-    assert Plan(more_rounds=11, batch=5).confidence == pytest.approx(1 - 0.05 / 4)
+def test_looks_come_at_doubling_rounds_and_split_the_error_rate():
+    assert Plan().looks == 1 and Plan().confidence == pytest.approx(0.95) and Plan().schedule == ()
+    assert Plan(more_rounds=10, batch=5).schedule == (5, 10) and Plan(more_rounds=10, batch=5).looks == 3
+    assert Plan(more_rounds=80, batch=5).schedule == (5, 10, 20, 40, 80)
+    assert Plan(more_rounds=11, batch=5).confidence == pytest.approx(1 - 0.05 / 4)  # 5, 10, 11
+    assert Plan(more_rounds=3, batch=5).schedule == (3,)
     with pytest.raises(ValueError):
         corrected_confidence(0)
+    with pytest.raises(ValueError):
+        Plan(more_rounds=10, batch=0)
+
+
+def test_the_batch_before_a_look_is_cut_to_what_the_budget_allows():
+    assert rounds_within(100.0, 0.0, 4, 20) == 20       # no cost measured yet: the whole batch
+    assert rounds_within(100.0, 0.5, 4, 20) == 20       # 40 s of 100 s
+    assert rounds_within(10.0, 0.5, 4, 20) == 5         # 5 rounds x 4 sides x 0.5 s
+    assert rounds_within(-3.0, 0.5, 4, 20) == 0         # already over
+    assert rounds_within(10.0, 0.5, 0, 20) == 20
 
 
 def test_pairs_cancel_drift_both_halves_share():
@@ -123,3 +143,24 @@ def test_wait_share_from_this_process_schedstat():
     share = wait_share(start, read_sched_ns())
     assert share is not None and 0 <= share <= 1
     assert wait_share((100, 50), (400, 150)) == 0.25 and wait_share(None, (1, 1)) is None
+
+
+def test_an_ab_session_alternates_which_model_goes_first_in_a_round():
+    planted = Path(__file__).resolve().parents[2] / "examples" / "models" / "planted"
+    base = models.load(planted / "base" / "conv_stack.tflite")
+    slow = models.load(planted / "slower_10" / "conv_stack.tflite")
+    order = [(cell.round, cell.source.sha256) for cell in plan([base, slow], ["xnnpack"], [1], 4, Settings(),
+                                                               alternate_order=True)]
+    assert order == [(0, base.sha256), (0, slow.sha256), (1, slow.sha256), (1, base.sha256),
+                     (2, base.sha256), (2, slow.sha256), (3, slow.sha256), (3, base.sha256)]
+    plain = [cell.source.sha256 for cell in plan([base, slow], ["xnnpack"], [1], 2, Settings())]
+    assert plain == [base.sha256, slow.sha256] * 2
+
+
+def test_a_change_at_the_threshold_is_given_up_and_clear_ones_are_not():
+    # +5.5 % [+1 %, +10 %] after 80 pairs, 80 more to come: still straddling 5 % at the end.
+    assert out_of_reach(0.055, 0.01, 0.10, 0.05, pairs=80, more=80)
+    # The same width around +9 % or 0 %: 80 more pairs are expected to decide it.
+    assert not out_of_reach(0.09, 0.045, 0.135, 0.05, pairs=80, more=80)
+    assert not out_of_reach(0.0, -0.045, 0.045, 0.05, pairs=80, more=80)
+    assert not out_of_reach(0.055, 0.01, 0.10, 0.05, pairs=0, more=80)

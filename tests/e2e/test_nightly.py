@@ -212,6 +212,25 @@ def test_compare_measures_two_files_interleaved_and_judges_them(tmp_path):
     assert bad.returncode == 2 and "nope.tflite: no such file" in bad.stderr
 
 
+def test_compare_measures_no_more_rounds_than_the_budget_allows(tmp_path):
+    db, base = tmp_path / "budget.sqlite", PLANTED / "base" / "conv_stack.tflite"
+    # The first look's rounds alone cost more than the budget: no later look fits.
+    result = controller("compare", "--baseline-model", str(base), "--candidate-model", str(base),
+                        "--device", "local", *FAST, "--rounds", "4", "--more-rounds", "40",
+                        "--rounds-per-look", "4", "--max-device-seconds", "0.01", "--json", db=db)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    (cell,) = doc["cells"]
+    # One session run, the first look's: four pairs at most (fewer when a half was disturbed).
+    assert doc["more_rounds"]["looks"] == 6 and len(doc["more_rounds"]["sessions"]) == 1
+    assert cell["looks"] == 1 and cell["latency_p50"]["rounds"][0] <= 4
+    spent = [n for n in doc["more_rounds"]["notes"] if n.startswith("device-seconds budget spent")]
+    if cell["verdict"] == "INCONCLUSIVE":
+        assert len(spent) == 1 and "after 0 more round(s): 1 cell(s) left undecided" in spent[0]
+    else:
+        assert spent == []
+
+
 def _screenshot(browser: str, html: Path, tmp_path: Path) -> Path:
     shot = html.with_suffix(".png")
     result = subprocess.run(
