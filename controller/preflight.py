@@ -113,11 +113,15 @@ def local_cores() -> Optional[int]:
 
 
 def check_run(devices: list[str], threads: Optional[list[int]], settings: Settings, rounds: int,
-              tolerance_points: float, db: Optional[str]) -> list[Profile]:
-    """Everything a run's flags and profiles say, checked; returns the loaded profiles."""
+              tolerance_points: Optional[float], db: Optional[str]) -> list[Profile]:
+    """Everything a run's flags and profiles say, checked; returns the loaded profiles.
+
+    `tolerance_points` None: the command has no accuracy tolerance to check.
+    """
     check_settings(settings)
     check_rounds(rounds)
-    check_tolerance(tolerance_points)
+    if tolerance_points is not None:
+        check_tolerance(tolerance_points)
     check_db(db)
     loaded = load_profiles(devices)
     for profile in loaded:

@@ -8,11 +8,33 @@ import sys
 import msgspec
 from rich.console import Console
 
+from agent.wire.records import Settings
 from controller import locations
 from controller.store import ResultStore, open_store
 
 DB_HELP = ("results database: a SQLite file or postgresql://user@host:port/db "
            "(default: EDGEBENCH_DB or the user data dir)")
+
+
+def add_settings_flags(p: argparse.ArgumentParser) -> None:
+    """The warmup and timed-phase flags of every command that measures (run and compare)."""
+    defaults = Settings()
+    p.add_argument("--warmup-runs", type=int, default=defaults.warmup_runs)
+    p.add_argument("--warmup-min-secs", type=float, default=defaults.warmup_min_secs)
+    p.add_argument("--num-runs", type=int, default=defaults.num_runs,
+                   help="timed phase: at least this many invokes")
+    p.add_argument("--min-secs", type=float, default=defaults.min_secs,
+                   help="timed phase: at least this long")
+    p.add_argument("--max-secs", type=float, default=defaults.max_secs,
+                   help="timed phase and warmup: at most this long")
+    p.add_argument("--run-delay", type=float, default=defaults.run_delay,
+                   help="seconds to sleep between timed invokes")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The Settings the flags of `add_settings_flags` name (checked by `preflight.check_settings`)."""
+    return Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs, num_runs=args.num_runs,
+                    min_secs=args.min_secs, max_secs=args.max_secs, run_delay=args.run_delay)
 
 
 def comma_list(text: str) -> list[str]:

@@ -6,13 +6,9 @@ import argparse
 from pathlib import Path
 
 from agent.formats.modelfile import ModelFormatError
-from agent.wire.records import Settings
-from controller import profiles
-from controller.analysis.regress import MIN_ROUNDS
-from controller.commands import DB_HELP, comma_ints, comma_list, open_results, stderr_console
+from controller import preflight
+from controller.commands import add_settings_flags, comma_ints, comma_names, open_results, settings_from, stderr_console
 from controller.commands import regress as regress_command
-
-_DEFAULTS = Settings()
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -22,24 +18,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--candidate-model", required=True, metavar="B.tflite")
     p.add_argument("--device", required=True, help="profile name")
     p.add_argument("--threads", type=comma_ints, help="thread counts (default: profile)")
-    p.add_argument("--delegates", type=comma_list, help="delegates (default: profile)")
+    p.add_argument("--delegates", type=comma_names, help="delegates (default: profile)")
     p.add_argument("--rounds", type=int, default=5, help="rounds per side before the first look (default 5)")
-    p.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
-    p.add_argument("--warmup-min-secs", type=float, default=_DEFAULTS.warmup_min_secs)
-    p.add_argument("--num-runs", type=int, default=_DEFAULTS.num_runs)
-    p.add_argument("--min-secs", type=float, default=_DEFAULTS.min_secs)
-    p.add_argument("--max-secs", type=float, default=_DEFAULTS.max_secs)
-    p.add_argument("--threshold", default="5%", help="minimum latency effect (default 5%%)")
-    p.add_argument("--memory-threshold", default="10%", help="minimum peak-memory effect (default 10%%)")
-    p.add_argument("--accuracy-threshold", default="1", metavar="POINTS")
-    p.add_argument("--min-rounds", type=int, default=MIN_ROUNDS)
-    p.add_argument("--model-threshold", action="append", default=[], metavar="MODEL=PCT")
-    regress_command.add_sequential_flags(p)
-    p.add_argument("--fail-on", choices=("regression", "never"), default="regression")
-    p.add_argument("--markdown", nargs="?", const="-", metavar="OUT.md")
+    add_settings_flags(p)
     p.add_argument("--tag", default="compare", help="tag of the session runs (default compare)")
-    p.add_argument("--db", help=DB_HELP)
-    p.add_argument("--json", action="store_true", help="print the comparison as one JSON document")
+    regress_command.add_verdict_flags(p)
     p.set_defaults(func=main)
 
 
@@ -48,19 +31,16 @@ def main(args: argparse.Namespace) -> int:
     from controller import sessions  # the run engine
 
     console = stderr_console()
+    settings = settings_from(args)
     try:
         thresholds, plan = regress_command.thresholds_from(args), regress_command.plan_from(args)
-        if args.rounds < 1:
-            raise ValueError("--rounds must be at least 1")
-        profile = profiles.load(args.device)
+        (profile,) = preflight.check_run([args.device], args.threads, settings, args.rounds, None, args.db)
         for path in (args.baseline_model, args.candidate_model):
             if not Path(path).is_file():
                 raise ValueError(f"{path}: no such file")
-    except (ValueError, profiles.ProfileError) as exc:
+    except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    settings = Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
-                        num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs)
     with open_results(args) as store:
         try:
             report = sessions.compare_models(

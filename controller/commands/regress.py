@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="run id, tag (its latest run), latest, or last-good (newest earlier run of the "
                         "candidate's tag without a regression)")
     p.add_argument("--candidate", default="latest", metavar="REF", help="run id, tag or latest (default)")
+    add_verdict_flags(p)
+    p.set_defaults(func=main)
+
+
+def add_verdict_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of how cells are judged and the verdict reported (regress and compare)."""
     p.add_argument("--threshold", default="5%", help="minimum latency effect (default 5%%)")
     p.add_argument("--model-threshold", action="append", default=[], metavar="MODEL=PCT",
                    help="latency threshold for one model file, e.g. tiny.tflite=15%% (repeatable)")
@@ -30,8 +36,8 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--accuracy-threshold", default="1", metavar="POINTS",
                    help="top-1 points that count as an accuracy change (default 1)")
     p.add_argument("--min-rounds", type=int, default=regress.MIN_ROUNDS,
-                   help=f"rounds each run needs for a latency verdict (default {regress.MIN_ROUNDS})")
-    add_sequential_flags(p)
+                   help=f"rounds each side needs for a latency verdict (default {regress.MIN_ROUNDS})")
+    _add_sequential_flags(p)
     p.add_argument("--fail-on", choices=("regression", "never"), default="regression",
                    help="exit 1 on a confirmed regression (default) or never")
     p.add_argument("--markdown", nargs="?", const="-", metavar="OUT.md",
@@ -40,11 +46,10 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help="also write a JUnit XML report: a test case per cell, a failure per regression")
     p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the comparison as one JSON document")
-    p.set_defaults(func=main)
 
 
-def add_sequential_flags(p: argparse.ArgumentParser) -> None:
-    """--more-rounds, --rounds-per-look and --max-device-seconds (regress and compare)."""
+def _add_sequential_flags(p: argparse.ArgumentParser) -> None:
+    """--more-rounds, --rounds-per-look and --max-device-seconds."""
     p.add_argument("--more-rounds", type=int, default=0, metavar="N",
                    help="measure up to N more rounds per side, in one session on the device, for cells "
                         "not decided yet (default 0: judge what is stored)")
@@ -142,7 +147,7 @@ def show(report: RegressReport, args: argparse.Namespace) -> int:
     """Print and write the report as the flags ask (table, JSON, Markdown, JUnit, GitHub
     annotations); the exit status it implies."""
     console = stderr_console()
-    if getattr(args, "junit", None):
+    if args.junit:
         with open(args.junit, "w", encoding="utf-8") as f:
             f.write(junit.to_xml(report))
     if annotations.in_github_actions():

@@ -8,16 +8,17 @@ import signal
 from rich.markup import escape
 
 from agent.formats.preprocess import PreprocessError, load_spec
-from agent.wire.records import Settings
 from controller import families, preflight, profiles
 from controller.analysis import variants
 from controller.commands import (
     DB_HELP,
+    add_settings_flags,
     comma_ints,
     comma_list,
     comma_names,
     open_results,
     print_json,
+    settings_from,
     stderr_console,
     stdout_console,
 )
@@ -26,8 +27,6 @@ from controller.render.progress import ProgressDisplay
 from controller.render.tables import results_table, top_ops_tables, variants_table
 from controller.runner import NothingToMeasure, RunRequest, resume, run
 from controller.store import RunNotFound
-
-_DEFAULTS = Settings()
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -40,16 +39,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
                    help=".tflite files, directories or quoted globs")
     p.add_argument("--threads", type=comma_ints, help="thread counts, e.g. 1,2,4 (default: profile)")
     p.add_argument("--delegates", type=comma_names, help="e.g. cpu,xnnpack (default: profile)")
-    p.add_argument("--warmup-runs", type=int, default=_DEFAULTS.warmup_runs)
-    p.add_argument("--warmup-min-secs", type=float, default=_DEFAULTS.warmup_min_secs)
-    p.add_argument("--num-runs", type=int, default=_DEFAULTS.num_runs,
-                   help="timed phase: at least this many invokes")
-    p.add_argument("--min-secs", type=float, default=_DEFAULTS.min_secs,
-                   help="timed phase: at least this long")
-    p.add_argument("--max-secs", type=float, default=_DEFAULTS.max_secs,
-                   help="timed phase and warmup: at most this long")
-    p.add_argument("--run-delay", type=float, default=_DEFAULTS.run_delay,
-                   help="seconds to sleep between timed invokes")
+    add_settings_flags(p)
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole matrix this many times")
     p.add_argument("--dataset", metavar="DIR",
                    help="class-per-directory images: measure top-1/top-5 accuracy on the device")
@@ -104,9 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if args.resume is None and not (devices and args.models):
         console.print("[red]error:[/red] --device (or --fleet) and --models are required (unless --resume RUN_ID)")
         return 2
-    settings = Settings(warmup_runs=args.warmup_runs, warmup_min_secs=args.warmup_min_secs,
-                        num_runs=args.num_runs, min_secs=args.min_secs, max_secs=args.max_secs,
-                        run_delay=args.run_delay)
+    settings = settings_from(args)
     try:
         if args.resume is None:
             preflight.check_run(devices, args.threads, settings, args.rounds, args.accuracy_tolerance, args.db)

@@ -210,6 +210,11 @@ def test_compare_measures_two_files_interleaved_and_judges_them(tmp_path):
     bad = controller("compare", "--baseline-model", str(tmp_path / "nope.tflite"), "--candidate-model", str(base),
                      "--device", "local", db=db)
     assert bad.returncode == 2 and "nope.tflite: no such file" in bad.stderr
+    # The timed-phase flags are checked as `controller run` checks them, before anything runs.
+    bad = controller("compare", "--baseline-model", str(base), "--candidate-model", str(base),
+                     "--device", "local", "--min-secs", "-1", db=db)
+    assert bad.returncode == 2 and bad.stderr.strip() == ("error: --min-secs must be a number of seconds "
+                                                          "from 0 to 86400, not -1.0")
 
 
 def test_compare_measures_no_more_rounds_than_the_budget_allows(tmp_path):
