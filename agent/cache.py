@@ -97,7 +97,7 @@ class ModelCache:
         if self.quota_bytes is None:
             return []
         if size > self.quota_bytes:
-            raise TransferError(f"{size} bytes exceed the agent's cache quota of {self.quota_bytes} bytes")
+            raise TransferError(f"{size} bytes exceed the agent's cache quota")
         with self._pins_lock:
             protected = set(self._pins) | set(keep)
         entries = []
@@ -118,9 +118,9 @@ class ModelCache:
             used -= size_
             evicted.append(path.name)
         if used + size > self.quota_bytes:
-            raise TransferError(
-                f"cache quota of {self.quota_bytes} bytes is full: {used} bytes in use by models "
-                f"a job needs, {size} more requested")
+            log.warning("cache quota of %d bytes is full: %d bytes in use by models a job needs, %d more requested",
+                        self.quota_bytes, used, size)
+            raise TransferError("the agent's cache quota is full of models its jobs need; try again when they end")
         return evicted
 
     def path(self, sha256: str, kind: str = "model") -> Path:
@@ -175,15 +175,17 @@ class ModelCache:
         stat = os.statvfs(self.directory)
         return stat.f_bavail * stat.f_frsize
 
-    def receive(self, sha256: str, size: int, chunk_size: int, kind: str = "model") -> Incoming:
-        """Start (or resume) receiving a blob of `size` bytes."""
-        return Incoming(self, check_sha256(sha256), size, chunk_size, kind)
+    def receive(self, sha256: str, size: int, chunk_size: int, kind: str = "model", reserved: int = 0) -> Incoming:
+        """Start (or resume) receiving a blob of `size` bytes; `reserved` bytes of the disk are
+        promised to other transfers already."""
+        return Incoming(self, check_sha256(sha256), size, chunk_size, kind, reserved)
 
 
 class Incoming:
     """One model arriving chunk by chunk, in order."""
 
-    def __init__(self, cache: ModelCache, sha256: str, size: int, chunk_size: int, kind: str = "model"):
+    def __init__(self, cache: ModelCache, sha256: str, size: int, chunk_size: int, kind: str = "model",
+                 reserved: int = 0):
         if size <= 0:
             raise TransferError(f"invalid {kind} size {size}")
         self.cache, self.sha256, self.size, self.chunk_size = cache, sha256, size, chunk_size
@@ -192,10 +194,12 @@ class Incoming:
         self.hasher = hashlib.sha256()
         self.received = self._resume()
         self.requested = self.received
-        needed, free = size - self.received, cache.free_bytes()
+        needed, free = size - self.received, cache.free_bytes() - reserved
         if free < needed + RESERVE_BYTES:
-            raise TransferError(f"not enough free space on the agent's disk for {kind} {sha256[:12]}: "
-                                f"{free} bytes free in {cache.directory}, {needed + RESERVE_BYTES} needed")
+            # The figures stay in the agent's log: a peer learns no more than that it does not fit.
+            log.warning("refused %s %s: %d bytes free in %s after %d promised to open transfers, %d needed",
+                        kind, sha256[:12], free + reserved, cache.directory, reserved, needed + RESERVE_BYTES)
+            raise TransferError(f"not enough free space on the agent's disk for {kind} {sha256[:12]}")
         # Held open across chunk messages; closed on completion or by abort().
         self.file = open(self.part, "r+b" if self.received else "wb")  # noqa: SIM115
         self.file.seek(self.received)

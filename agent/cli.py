@@ -20,6 +20,7 @@ from agent.notify import Notifier
 from agent.server import AgentServer
 from agent.wire import keys as key_files
 from agent.wire.protocol import READY_PREFIX
+from agent.wire.text import PrintableFormatter, printable
 from agent.wire.version import VersionAction
 
 
@@ -29,26 +30,28 @@ def _serve(args: argparse.Namespace) -> int:
             args.config, bind=args.bind, data_dir=args.data_dir, log_level=args.log_level,
             insecure=True if args.insecure else None,
             cache_quota_bytes=args.cache_quota_bytes, delegate_libraries=args.delegate_library,
-            phones=args.phone,
+            phones=args.phone, cell_memory_limit_mb=args.cell_memory_limit_mb,
         )
         settings.check()
         if args.root:
             settings = msgspec.structs.replace(settings, root=args.root)
     except config.ConfigError as exc:
-        print(f"agent: {exc}", file=sys.stderr)
+        print(f"agent: {printable(str(exc))}", file=sys.stderr)
         return 2
-    # One line per event, no timestamps: journald adds its own.
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper()),
-                        format="%(levelname)s %(message)s", stream=sys.stderr)
+    # One line per event, no timestamps (journald adds its own), no control characters.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper()), handlers=[handler])
     notifier = Notifier()
     try:
-        server = AgentServer(settings, notifier)
+        server = AgentServer(settings, notifier, lifeline=sys.stdin.fileno() if args.stop_on_stdin_close else None,
+                             lock_wait_s=args.lock_wait)
         endpoint = server.bind()
     except (config.ConfigError, key_files.KeyFileError, OSError) as exc:
-        print(f"agent: {exc}", file=sys.stderr)
+        print(f"agent: {printable(str(exc))}", file=sys.stderr)
         return 2
     except zmq.ZMQError as exc:  # a malformed or busy endpoint
-        print(f"agent: cannot bind {settings.bind}: {exc}", file=sys.stderr)
+        print(f"agent: cannot bind {printable(settings.bind)}: {exc}", file=sys.stderr)
         return 2
     # Handlers first: whoever reads the ready line may signal the agent straight away.
     server.handle_signals()
@@ -112,11 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve controllers (the long-running agent)")
-    serve.add_argument("--config", help="agent.toml (bind, data_dir, cache_quota_bytes, secret_key, "
-                                        "allowed_keys_dir, insecure, log_level)")
-    serve.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 (port * picks one)")
-    serve.add_argument("--data-dir", help="model cache and result outbox directory")
+    serve.add_argument("--config", metavar="agent.toml",
+                       help="configuration file (bind, data_dir, cache_quota_bytes, secret_key, allowed_keys_dir, "
+                            "insecure, log_level, cell_memory_limit_mb, delegate_libraries, phones); "
+                            "flags override it")
+    serve.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 (port * picks one; "
+                                      f"default {config.DEFAULT_BIND})")
+    serve.add_argument("--data-dir", help="model cache and result outbox directory (default /var/lib/edgebench "
+                                          "as root, else $XDG_DATA_HOME/edgebench/agent)")
     serve.add_argument("--cache-quota-bytes", type=int, help="most bytes the model cache may hold")
+    serve.add_argument("--cell-memory-limit-mb", type=int, metavar="MB",
+                       help="kill a cell whose process grows past this resident size (default: 75%% of the "
+                            "RAM, leaving at least 512 MB)")
     serve.add_argument("--delegate-library", action="append", metavar="PATH",
                        help="a delegate library jobs may load (repeatable; replaces delegate_libraries)")
     serve.add_argument("--phone", action="append", metavar="SERIAL|HOST:PORT",
@@ -125,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve without authentication (loopback endpoints only)")
     serve.add_argument("--log-level", choices=config.LOG_LEVELS)
     serve.add_argument("--root", help="read /proc and /sys below this directory (a captured device tree)")
+    serve.add_argument("--stop-on-stdin-close", action="store_true",
+                       help="stop (cancelling the running cell) when standard input closes: a controller that "
+                            "starts an agent for itself holds it open, so the agent ends with that controller")
+    serve.add_argument("--lock-wait", type=float, default=0.0, metavar="SECONDS",
+                       help="wait this long for another agent to release the data directory, stopping one whose "
+                            "controller is gone (default 0: fail at once)")
     serve.set_defaults(func=_serve)
 
     info = sub.add_parser("info", help="device facts")
@@ -144,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--config", default=str(config.DEFAULT_CONFIG_PATH))
     install.add_argument("--data-dir", default="/var/lib/edgebench")
     install.add_argument("--exec-start", help="agent command (default: this installation's `agent`)")
-    install.add_argument("--watchdog-sec", type=int, default=service.WATCHDOG_S)
+    install.add_argument("--watchdog-sec", type=int, default=service.WATCHDOG_S,
+                         help="systemd restarts an agent whose loop or job thread stops making progress "
+                              f"for this long (default {service.WATCHDOG_S})")
     install.add_argument("--unit-out", help=f"where to write the unit (default {service.UNIT_PATH})")
     install.add_argument("--sysusers-out", default=str(service.SYSUSERS_PATH),
                          help="systemd-sysusers file for the user and its device groups")

@@ -23,6 +23,11 @@ DEFAULT_DELEGATE_LIBRARIES = (
 )
 DEFAULT_CONFIG_PATH = Path("/etc/edgebench/agent.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# The default cell memory limit leaves the agent and the system this much of the device's
+# RAM, and at most this share goes to a cell; below the floor no runtime even starts.
+SYSTEM_RESERVE_MB = 512
+CELL_SHARE = 0.75
+MIN_CELL_MEMORY_MB = 128
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,8 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # phones by USB serial or HOST:PORT. None: USB phones and loopback addresses only.
     delegate_libraries: Union[str, list[str]] = msgspec.field(default_factory=lambda: list(DEFAULT_DELEGATE_LIBRARIES))
     phones: Optional[list[str]] = None
+    # A cell whose process grows past this resident size is killed (None: a share of the RAM).
+    cell_memory_limit_mb: Optional[int] = None
     # Not a file setting: where /proc and /sys are read from (tests mirror a device there).
     root: str = "/"
 
@@ -58,6 +65,9 @@ class AgentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
         if self.cache_quota_bytes is not None and self.cache_quota_bytes <= 0:
             raise ConfigError("cache_quota_bytes must be a positive number of bytes")
+        if self.cell_memory_limit_mb is not None and self.cell_memory_limit_mb < MIN_CELL_MEMORY_MB:
+            raise ConfigError(f"cell_memory_limit_mb must be at least {MIN_CELL_MEMORY_MB} (the runtime alone "
+                              f"takes about 100 MB), not {self.cell_memory_limit_mb}")
         libraries = [self.delegate_libraries] if isinstance(self.delegate_libraries, str) else self.delegate_libraries
         if not all(isinstance(entry, str) and entry.strip() for entry in libraries):
             raise ConfigError("delegate_libraries must be a directory or a list of library paths")
@@ -93,6 +103,17 @@ def load(path: Optional[os.PathLike], **overrides) -> AgentConfig:
         raise ConfigError(f"{path or 'configuration'}: {exc}") from None
 
 
+def cell_memory_limit_mb(configured: Optional[int], device_memory_mb: Optional[int]) -> Optional[int]:
+    """The memory limit of each cell: the configured one, else a share of the device's RAM
+    that leaves the agent and the system room (None when the RAM is unknown)."""
+    if configured is not None:
+        return configured
+    if not device_memory_mb:
+        return None
+    share = min(device_memory_mb * CELL_SHARE, device_memory_mb - SYSTEM_RESERVE_MB)
+    return max(MIN_CELL_MEMORY_MB, int(share))
+
+
 def is_loopback_endpoint(endpoint: str) -> bool:
     """True for tcp endpoints on a loopback address (and ipc/inproc, which never leave)."""
     parts = urlsplit(endpoint)
@@ -120,6 +141,9 @@ def default_config_text(data_dir: Path, config_dir: Path) -> str:
         f'allowed_keys_dir = "{config_dir}/controllers.d"   # public keys of allowed controllers\n'
         "insecure = false\n"
         'log_level = "info"\n'
+        "# A cell (one model measured in its own process) above this resident size is killed and\n"
+        "# fails with \"memory limit\" (default: 75 % of the RAM, leaving at least 512 MB).\n"
+        "# cell_memory_limit_mb = 1500\n"
         "# Delegate libraries jobs may load (a directory or a list; default: the usual Edge TPU,\n"
         "# Arm NN and GPU delegate paths) and phones the agent may open (default: USB and loopback).\n"
         '# delegate_libraries = ["/usr/lib/aarch64-linux-gnu/libedgetpu.so.1"]\n'

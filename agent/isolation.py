@@ -22,13 +22,14 @@ import msgspec
 
 from agent.facts import SysRoot
 from agent.runtime import Runtime
-from agent.wire.protocol import CellSpec, Evaluation
+from agent.wire.protocol import CellSpec, Evaluation, cell_time_limit
 from agent.wire.records import Cell
 
-# Time a cell may take beyond its `max_secs` (model load, init, first inference).
-INIT_ALLOWANCE_S = 120.0
-
-
+# How often a capped cell's resident memory is read while it runs.
+MEMORY_POLL_S = 0.25
+# The most a cell's own process asks the kernel to be chosen first when memory runs out.
+_OOM_SCORE_ADJ_MAX = "1000"
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 class _Snapshot(msgspec.Struct, tag="snapshot"):
     cell: Cell
@@ -47,6 +48,11 @@ def _child(conn: Connection, model_path: str, spec_bytes: bytes, runtime: Runtim
            cell_bytes: bytes, root: str, dataset_path: Optional[str]) -> None:
     from agent.measure import measure
 
+    # When memory runs out, the kernel kills this cell rather than the agent or the system
+    # (raising one's own score needs no privilege).
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write(_OOM_SCORE_ADJ_MAX)
+
     spec = msgspec.msgpack.decode(spec_bytes, type=CellSpec)
     cell = msgspec.msgpack.decode(cell_bytes, type=Cell)
     result, evaluation = measure(
@@ -56,12 +62,26 @@ def _child(conn: Connection, model_path: str, spec_bytes: bytes, runtime: Runtim
     conn.send_bytes(_encoder.encode(_Finished(cell=result, evaluation=evaluation)))
 
 
-class CellRunner:
-    """Runs cells in child processes forked from a pre-started worker."""
+def resident_mb(pid: int) -> Optional[float]:
+    """Resident memory of process `pid` in MB (None once it is gone or where /proc is missing)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_BYTES / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
 
-    def __init__(self, runtime: Runtime, root: str = "/"):
+
+class CellRunner:
+    """Runs cells in child processes forked from a pre-started worker.
+
+    With `memory_limit_mb`, a cell's resident memory is read every `MEMORY_POLL_S` while it
+    runs, and a cell above the limit is killed and fails with "memory limit" in its error.
+    """
+
+    def __init__(self, runtime: Runtime, root: str = "/", memory_limit_mb: Optional[float] = None):
         self.runtime = runtime
         self.root = root
+        self.memory_limit_mb = memory_limit_mb
         self._ctx = multiprocessing.get_context("forkserver")
         # numpy imports numpy.ma and numpy.random lazily: preloaded, no cell pays for them.
         self._ctx.set_forkserver_preload(["agent.measure", runtime.module, "numpy.ma", "numpy.random"])
@@ -86,9 +106,7 @@ class CellRunner:
         child is killed and the cell fails with `cancelled_error`.
         """
         if timeout_s is None:
-            # Warmup and the timed phase, then the op profile's own phase, each cut at max_secs.
-            phases = 3 if spec.op_profile else 2
-            timeout_s = spec.settings.max_secs * phases + INIT_ALLOWANCE_S
+            timeout_s = cell_time_limit(spec)
         parent, child = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=_child,
@@ -102,14 +120,20 @@ class CellRunner:
         if cancel is not None and cancel.is_set():
             self.kill_running()
         on_start(process.pid)
-        latest, evaluation, finished, timed_out = cell, None, False, False
+        latest, evaluation, finished, timed_out, over = cell, None, False, False, None
         deadline = time.monotonic() + timeout_s
         try:
             while not finished:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not parent.poll(remaining):
+                if remaining <= 0:
                     timed_out = True
                     break
+                ready = parent.poll(min(remaining, MEMORY_POLL_S) if self.memory_limit_mb else remaining)
+                over = self._over_limit(process.pid)
+                if over is not None:
+                    break
+                if not ready:
+                    continue
                 try:
                     data = parent.recv_bytes()
                 except EOFError:
@@ -127,9 +151,18 @@ class CellRunner:
         if finished:
             return latest, evaluation
         error = (cancelled_error if cancel is not None and cancel.is_set()
+                 else f"memory limit: the cell's process reached {over:.0f} MB resident, over "
+                      f"cell_memory_limit_mb = {self.memory_limit_mb:.0f} (agent.toml); killed" if over is not None
                  else f"cell timed out after {timeout_s:.0f} s" if timed_out
                  else _death_message(process.exitcode))
         return msgspec.structs.replace(latest, status="failed", error=error), None
+
+    def _over_limit(self, pid: Optional[int]) -> Optional[float]:
+        """The cell's resident MB when it is above the memory limit, else None."""
+        if not self.memory_limit_mb or pid is None:
+            return None
+        resident = resident_mb(pid)
+        return resident if resident is not None and resident > self.memory_limit_mb else None
 
 
 def _death_message(exitcode: Optional[int]) -> str:

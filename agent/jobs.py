@@ -27,9 +27,11 @@ from agent.android.runner import AndroidRunner
 from agent.cache import ModelCache, changed_on_disk
 from agent.facts import SysRoot
 from agent.isolation import CellRunner
-from agent.runtime import Runtime, builtin_delegates
-from agent.thermal import Governor, cool_down
+from agent.progress import Progress
+from agent.runtime import Runtime, builtin_delegates, first_line
+from agent.thermal import POLL_S, Governor, cool_down
 from agent.wire.protocol import (
+    CANCELLED,
     AndroidTarget,
     CellDone,
     CellSpec,
@@ -43,14 +45,17 @@ from agent.wire.protocol import (
     Message,
     RunJob,
     cell_template,
+    cell_time_limit,
 )
 from agent.wire.records import Cell, DeviceState
+from agent.wire.text import quote
 
 log = logging.getLogger("edgebench.agent")
 
 Send = Callable[[bytes, Message], None]
 OnStart = Callable[[int], None]
-CANCELLED = "cancelled by the controller"
+# Reading a phone's facts: connecting (with its authorisation wait) and a few shell commands.
+PHONE_FACTS_S = 120.0
 
 
 class CellBackend(Protocol):
@@ -68,10 +73,12 @@ class LocalCells:
     """
 
     def __init__(self, cache: ModelCache, runtime: Optional[Runtime], root: str,
-                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None):
+                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None,
+                 memory_limit_mb: Optional[float] = None):
         self.cache, self.runtime, self.root = cache, runtime, root
         self.libraries = libraries if isinstance(libraries, str) else list(libraries)
         self.data_dir = data_dir or cache.directory.parent
+        self.memory_limit_mb = memory_limit_mb
         self.cancel = threading.Event()  # set: the running cell is killed and fails as cancelled
         self._cells: Optional[CellRunner] = None
 
@@ -96,7 +103,7 @@ class LocalCells:
         if dataset is not None and not dataset.exists():
             return msgspec.structs.replace(template, error="dataset was not transferred to the agent"), None
         if self._cells is None:
-            self._cells = CellRunner(self.runtime, self.root)
+            self._cells = CellRunner(self.runtime, self.root, self.memory_limit_mb)
         try:
             return self._cells.run(str(path), spec, template, on_start=on_start,
                                    dataset_path=str(dataset) if dataset else None,
@@ -149,11 +156,12 @@ class JobRunner:
     """Runs accepted jobs in order on one thread; cells run in child processes or on phones."""
 
     def __init__(self, cache: ModelCache, runtime: Optional[Runtime], send: Send, root: str = "/",
-                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None):
+                 libraries: Union[str, list[str]] = (), data_dir: Optional[Path] = None,
+                 memory_limit_mb: Optional[float] = None):
         self.cache = cache
         self.send = send
         self.root = root
-        self._local = LocalCells(cache, runtime, root, libraries, data_dir)
+        self._local = LocalCells(cache, runtime, root, libraries, data_dir, memory_limit_mb)
         self._android: Optional[AndroidRunner] = None
         self._queue: queue.Queue[Optional[_Work]] = queue.Queue()
         self._stopping = threading.Event()
@@ -164,6 +172,7 @@ class JobRunner:
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="jobs", daemon=True)
+        self.progress = Progress(self._thread)
         self._thread.start()
 
     def submit(self, client: bytes, job: RunJob) -> None:
@@ -173,6 +182,15 @@ class JobRunner:
     def queued(self) -> int:
         """Jobs waiting for the job thread."""
         return self._queue.qsize()
+
+    def ahead(self, job_ids: set[str]) -> Optional[int]:
+        """Jobs to run before the first queued one of `job_ids` (the running job counts), or
+        None when none of them waits in the queue."""
+        waiting = [item for item in list(self._queue.queue) if isinstance(item, _Job)]
+        for position, item in enumerate(waiting):
+            if item.job.job_id in job_ids:
+                return position + (self._current is not None)
+        return None
 
     def cancel(self, job_id: str) -> bool:
         """Stop a queued or running job: its running cell is killed, the rest skipped.
@@ -195,24 +213,43 @@ class JobRunner:
         """Read a phone's facts on the job thread, which owns the ADB connections."""
         self._queue.put(_PhoneFacts(client, request))
 
-    def stop(self) -> None:
-        """Finish the running cell, skip the rest, and end the thread."""
+    def stop(self, abandon: bool = False, wait_s: Optional[float] = None) -> None:
+        """Finish the running cell (or with `abandon`, kill it), skip the rest, end the thread.
+
+        `wait_s` bounds the wait for the thread (it is a daemon: the process may exit without it).
+        """
         self._stopping.set()
+        self.progress.stopping = True
         self._abort.set()  # a cooldown wait ends early; the running cell finishes
+        if abandon:
+            with self._lock:
+                if self._current is not None:
+                    self._cancelled.add(self._current)
+                self._local.cancel.set()
+                self._local.kill_running()
         self._queue.put(None)
-        self._thread.join()
-        if self._android is not None:
+        self._thread.join(wait_s)
+        if self._android is not None and not self._thread.is_alive():
             self._android.close()
 
     def _work(self) -> None:
+        """The job thread: whatever one job or request does, the thread goes on to the next."""
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            if isinstance(item, _PhoneFacts):
-                self.send(item.client, self._phone_facts(item.request.android))
-            elif not self._run_job(item.client, item.job):
-                return
+            try:
+                if isinstance(item, _PhoneFacts):
+                    with self.progress.phase("reading a phone's facts", PHONE_FACTS_S):
+                        self.send(item.client, self._phone_facts(item.request.android))
+                elif not self._run_job(item.client, item.job):
+                    return
+            except Exception as exc:  # the thread must outlive any one job
+                log.exception("job thread: %s failed; going on with the next job", type(item).__name__)
+                if isinstance(item, _Job):
+                    with contextlib.suppress(Exception):
+                        self.send(item.client, JobDone(job_id=item.job.job_id,
+                                                       interrupted=f"agent error: {quote(first_line(exc))}"))
 
     def _run_job(self, client: bytes, job: RunJob) -> bool:
         """Run one job to its end (or its cancel); False when the runner stopped part way."""
@@ -233,7 +270,7 @@ class JobRunner:
                 self._cancelled.discard(job.job_id)
 
     def _run_owned(self, client: bytes, job: RunJob) -> bool:
-        log.info("job %s: %d cells", job.job_id, len(job.cells))
+        log.info("job %s: %d cells", quote(job.job_id), len(job.cells))
         backend: CellBackend = (PhoneCells(self._android_runner(), job.android) if job.android is not None
                                 else self._local)
         try:
@@ -243,8 +280,8 @@ class JobRunner:
                 if not self._run_cells(client, job, backend, governor.problems if governor else []):
                     return False
         except Exception as exc:  # an agent fault ends this job, never the job thread
-            log.exception("job %s: failed", job.job_id)
-            self.send(client, JobDone(job_id=job.job_id, interrupted=f"agent error: {exc}"))
+            log.exception("job %s: failed", quote(job.job_id))
+            self.send(client, JobDone(job_id=job.job_id, interrupted=f"agent error: {quote(first_line(exc))}"))
             return True
         if job.job_id in self._cancelled:
             log.info("job %s: %s", job.job_id, CANCELLED)
@@ -267,11 +304,19 @@ class JobRunner:
             if job.job_id in self._cancelled:
                 return True
             cooldown = self._cool_down(client, job.job_id, index, spec)
-            path = self.cache.path(spec.model_sha256)
-            template = cell_template(spec, path.stat().st_size if path.exists() else 0)
-            cell, evaluation = backend.run(
-                spec, template,
-                lambda pid, index=index: self.send(client, CellStarted(job_id=job.job_id, index=index, pid=pid)))
+            try:
+                size = self.cache.path(spec.model_sha256).stat().st_size
+            except OSError:
+                size = 0  # not transferred, or evicted: the backend says which
+            template = cell_template(spec, size)
+            with self.progress.phase(f"cell {index} of job {quote(job.job_id)}",
+                                     cell_time_limit(spec, on_phone=job.android is not None)):
+                cell, evaluation = self._measure(backend, spec, template, lambda pid, index=index: self.send(
+                    client, CellStarted(job_id=job.job_id, index=index, pid=pid)))
+            if job.job_id in self._cancelled and cell.error == CANCELLED:
+                # Killed part way: not a result of the model, so none is kept; measured again later.
+                log.info("job %s cell %d: %s while it ran", quote(job.job_id), index, CANCELLED)
+                continue
             if governor_problems:
                 ran_under = cell.device_state.governor if cell.device_state else None
                 cell = msgspec.structs.replace(cell, warnings=[*cell.warnings, *(
@@ -281,12 +326,22 @@ class JobRunner:
                 state = cell.device_state or DeviceState()
                 cell = msgspec.structs.replace(cell, device_state=msgspec.structs.replace(
                     state, cooldown_s=round(cooldown[0], 3), cooled=cooldown[1]))
-            log.info("job %s cell %d %s %s x%d: %s%s", job.job_id, index, spec.model_name,
-                     spec.delegate, spec.threads, cell.status,
-                     f" ({cell.error})" if cell.error else "")
+            log.info("job %s cell %d %s %s x%d: %s%s", quote(job.job_id), index, quote(spec.model_name),
+                     quote(spec.delegate), spec.threads, cell.status,
+                     f" ({quote(cell.error, 400)})" if cell.error else "")
             self.send(client, CellDone(job_id=job.job_id, index=index, cell=cell,
                                        evaluation=evaluation))
         return True
+
+    @staticmethod
+    def _measure(backend: CellBackend, spec: CellSpec, template: Cell,
+                 on_start: OnStart) -> tuple[Cell, Optional[Evaluation]]:
+        """The backend's result; an agent fault fails this cell only (nothing was measured)."""
+        try:
+            return backend.run(spec, template, on_start)
+        except Exception as exc:  # one cell's surprise must not end the job
+            log.exception("cell %s %s x%d: agent error", quote(spec.model_name), quote(spec.delegate), spec.threads)
+            return msgspec.structs.replace(template, error=f"agent error: {quote(first_line(exc))}"), None
 
     def _cool_down(self, client: bytes, job_id: str, index: int,
                    spec: CellSpec) -> Optional[tuple[float, Optional[bool]]]:
@@ -298,8 +353,10 @@ class JobRunner:
             self.send(client, Cooling(job_id=job_id, index=index, temp_c=temp,
                                       target_c=spec.cooldown_below_c, remaining_s=remaining))
 
-        waited, cooled = cool_down(SysRoot(self.root), spec.cooldown_below_c, spec.max_cooldown_s,
-                                   self._abort, tick)
+        with self.progress.phase(f"the cooldown before cell {index} of job {quote(job_id)}",
+                                 spec.max_cooldown_s + POLL_S):
+            waited, cooled = cool_down(SysRoot(self.root), spec.cooldown_below_c, spec.max_cooldown_s,
+                                       self._abort, tick)
         if cooled is False:
             log.warning("job %s cell %d: still above %.1f C after %.0f s; measuring anyway",
                         job_id, index, spec.cooldown_below_c, waited)

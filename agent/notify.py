@@ -24,7 +24,10 @@ class Notifier:
         self.watchdog_s = _watchdog_seconds(environ)
         self._socket: Optional[socket.socket] = None
         if self.address:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a manager slow to read drops a notification, it never stalls the agent
+            # (a full queue of ten unread datagrams would block a plain send).
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                                         | socket.SOCK_NONBLOCK)
 
     @property
     def enabled(self) -> bool:
@@ -38,7 +41,7 @@ class Notifier:
         try:
             self._socket.sendto("\n".join(lines).encode(), self.address)
         except OSError:
-            return False  # the manager went away; the service must keep working
+            return False  # the manager went away or lags behind; the service must keep working
         return True
 
     def ready(self, status: str = "") -> bool:
@@ -48,6 +51,10 @@ class Notifier:
     def watchdog(self) -> bool:
         """Pet systemd's watchdog."""
         return self.send("WATCHDOG=1")
+
+    def status(self, text: str) -> bool:
+        """Tell systemd what the service is doing (`systemctl status` shows it)."""
+        return self.send(f"STATUS={text}")
 
     def stopping(self) -> bool:
         """Tell systemd the service is stopping."""

@@ -13,6 +13,10 @@ the old or the new state. A result is deleted only when the controller acknowled
 after a restart, a job without `done.msgpack` was interrupted: its completed cells stay.
 Finished jobs that no controller acknowledges are dropped after a week, or sooner when the
 outbox grows past its size or job limit (`prune`).
+
+A result that cannot be written (a full disk, no file descriptors left) is not lost: it is
+kept in memory, sent and replayed like the others, and written by `flush` once the disk
+takes it again, unless the controller acknowledged it first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Union
@@ -29,6 +34,7 @@ from typing import Optional, Union
 import msgspec
 
 from agent.wire.protocol import CellDone, JobDone, RunJob
+from agent.wire.text import quote
 
 log = logging.getLogger("edgebench.agent")
 
@@ -47,6 +53,10 @@ class Outbox:
     def __init__(self, directory: os.PathLike):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        # Results the disk refused, by job directory and file name. The job thread adds,
+        # the server's loop reads, acknowledges and flushes: hence the lock.
+        self._unwritten: dict[str, dict[str, Result]] = {}
+        self._lock = threading.Lock()
 
     def _dir(self, job_id: str) -> Path:
         return self.directory / hashlib.sha256(job_id.encode()).hexdigest()[:32]
@@ -56,49 +66,114 @@ class Outbox:
         return (self._dir(job_id) / "job.msgpack").exists()
 
     def accept(self, job: RunJob) -> None:
-        """Record an accepted job before it runs."""
+        """Record an accepted job before it runs; OSError (and nothing left behind) when the
+        disk refuses it."""
         directory = self._dir(job.job_id)
         directory.mkdir(exist_ok=True)
-        _write(directory / "job.msgpack", msgspec.msgpack.encode(job))
+        try:
+            _write(directory / "job.msgpack", msgspec.msgpack.encode(job))
+        except OSError:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
 
     def started(self, job_id: str, index: int) -> None:
-        """Note the cell being measured, so a restart can say where the job stopped."""
-        _write(self._dir(job_id) / "running", str(index).encode(), sync=False)
+        """Note the cell being measured, so a restart can say where the job stopped (best effort)."""
+        try:
+            _write(self._dir(job_id) / "running", str(index).encode(), sync=False)
+        except OSError as exc:
+            log.debug("outbox: cannot note cell %d of job %s as running: %s", index, quote(job_id), exc)
 
-    def put(self, result: Result) -> Optional[str]:
-        """Persist a result before it is sent; returns its file name (None: job gone)."""
+    def put(self, result: Result) -> tuple[Optional[str], Result]:
+        """Persist a result before it is sent: (its name, the result as kept).
+
+        The name is None when the job is gone (acknowledged as done: a late duplicate).
+        A result the disk refuses is kept in memory instead, and a cell's result then says
+        so in its warnings.
+        """
         directory = self._dir(result.job_id)
         if not directory.is_dir():
-            return None  # acknowledged as done already (a late duplicate)
-        name = f"cell-{result.index}.msgpack" if isinstance(result, CellDone) else "done.msgpack"
-        _write(directory / name, msgspec.msgpack.encode(result))
+            return None, result
+        name = _name(result)
+        try:
+            _write(directory / name, msgspec.msgpack.encode(result))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            log.warning("outbox: cannot write %s of job %s (%s); kept in memory until written or acknowledged",
+                        name, quote(result.job_id), reason)
+            if isinstance(result, CellDone):
+                result = msgspec.structs.replace(result, cell=msgspec.structs.replace(
+                    result.cell, warnings=[*result.cell.warnings,
+                                           f"the agent could not write this result to its disk ({reason}); "
+                                           "it was kept in memory until acknowledged"]))
+            with self._lock:
+                self._unwritten.setdefault(directory.name, {})[name] = result
+            return name, result
         if isinstance(result, JobDone):
-            (directory / "running").unlink(missing_ok=True)
-        return name
+            with contextlib.suppress(OSError):
+                (directory / "running").unlink(missing_ok=True)
+        return name, result
+
+    def unwritten(self) -> int:
+        """Results held in memory because the disk refused them."""
+        with self._lock:
+            return sum(len(results) for results in self._unwritten.values())
+
+    def flush(self) -> int:
+        """Write the results held in memory that the disk takes now; returns how many are left."""
+        with self._lock:
+            held = [(job, name, result) for job, results in self._unwritten.items()
+                    for name, result in results.items()]
+        for job, name, result in held:
+            directory = self.directory / job
+            try:
+                if directory.is_dir():
+                    _write(directory / name, msgspec.msgpack.encode(result))
+            except OSError:
+                continue
+            with self._lock:
+                results = self._unwritten.get(job, {})
+                if results.get(name) is result:
+                    del results[name]
+                if not results:
+                    self._unwritten.pop(job, None)
+            log.info("outbox: wrote %s of job %s, held in memory until now", name, quote(result.job_id))
+        return self.unwritten()
 
     def pending(self, job_id: str) -> list[Result]:
         """Unacknowledged results of a job, cells in index order, then the JobDone if any."""
-        return [result for path in self.pending_paths(job_id) if (result := self.read(path)) is not None]
+        return [result for name in self.pending_names(job_id) if (result := self.read(job_id, name)) is not None]
 
-    def pending_paths(self, job_id: str) -> list[Path]:
-        """Files of a job's unacknowledged results, cells in index order, then the JobDone."""
+    def pending_names(self, job_id: str) -> list[str]:
+        """Names of a job's unacknowledged results (on disk or held in memory), cells in index
+        order, then the JobDone."""
         directory = self._dir(job_id)
+        with self._lock:
+            names = set(self._unwritten.get(directory.name, {}))
+        with contextlib.suppress(OSError):
+            names.update(path.name for path in directory.iterdir())
         cells = []
-        for path in directory.glob("cell-*.msgpack"):
-            with contextlib.suppress(ValueError):
-                cells.append((int(path.stem.removeprefix("cell-")), path))
-        done = directory / "done.msgpack"
-        return [path for _, path in sorted(cells)] + ([done] if done.exists() else [])
+        for name in names:
+            if name.startswith("cell-") and name.endswith(".msgpack"):
+                with contextlib.suppress(ValueError):
+                    cells.append((int(name[len("cell-"):-len(".msgpack")]), name))
+        return [name for _, name in sorted(cells)] + (["done.msgpack"] if "done.msgpack" in names else [])
 
-    def read(self, path: Path) -> Optional[Result]:
-        """One stored result; None (and the file dropped) when it is unreadable or gone."""
+    def read(self, job_id: str, name: str) -> Optional[Result]:
+        """One unacknowledged result; None (and the file dropped) when it is unreadable or gone."""
+        directory = self._dir(job_id)
+        with self._lock:
+            held = self._unwritten.get(directory.name, {}).get(name)
+        if held is not None:
+            return held
+        path = directory / name
         try:
             return _result_decoder.decode(path.read_bytes())
         except FileNotFoundError:
             return None  # acknowledged meanwhile
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("outbox: dropping unreadable %s: %s", path, exc)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
 
     def prune(self, max_age_s: float = RETENTION_S, max_bytes: int = MAX_BYTES, max_jobs: int = MAX_JOBS,
@@ -141,11 +216,18 @@ class Outbox:
     def ack(self, job_id: str, cells: list[int], done: bool) -> None:
         """Forget acknowledged results; the whole job once its end is acknowledged."""
         directory = self._dir(job_id)
+        with self._lock:
+            held = self._unwritten.get(directory.name, {})
+            for name in list(held) if done else [f"cell-{int(index)}.msgpack" for index in cells]:
+                held.pop(name, None)
+            if not held:
+                self._unwritten.pop(directory.name, None)
         if done:
             shutil.rmtree(directory, ignore_errors=True)
             return
         for index in cells:
-            (directory / f"cell-{int(index)}.msgpack").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (directory / f"cell-{int(index)}.msgpack").unlink(missing_ok=True)
 
     def recover(self) -> list[str]:
         """After a restart: end every unfinished job as interrupted; returns their ids."""
@@ -171,14 +253,23 @@ class Outbox:
         return interrupted
 
 
+def _name(result: Result) -> str:
+    return f"cell-{result.index}.msgpack" if isinstance(result, CellDone) else "done.msgpack"
+
+
 def _write(path: Path, data: bytes, sync: bool = True) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk leaves no half-written file behind
+            tmp.unlink(missing_ok=True)
+        raise
     if sync:
         fd = os.open(path.parent, os.O_RDONLY)
         try:

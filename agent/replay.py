@@ -52,13 +52,13 @@ class Replays:
     def _start(self, job_id: str, client: bytes, now: float) -> None:
         self._due.pop(job_id, None)
         self._started[job_id] = now
-        paths = self.outbox.pending_paths(job_id)
-        self._covered[job_id] = (client, {path.name for path in paths})
-        self._active[job_id] = _Replay(client, deque(paths))
+        names = self.outbox.pending_names(job_id)
+        self._covered[job_id] = (client, set(names))
+        self._active[job_id] = _Replay(client, deque(names))
         self._pump(job_id)
 
     def covers(self, job_id: str, client: bytes, name: str) -> bool:
-        """True when the latest replay of `job_id` to `client` includes the result file `name`
+        """True when the latest replay of `job_id` to `client` includes the result named `name`
         (a result written before the replay began must not be sent twice)."""
         covered = self._covered.get(job_id)
         return covered is not None and covered[0] == client and name in covered[1]
@@ -80,7 +80,7 @@ class Replays:
     def _pump(self, job_id: str) -> None:
         replay = self._active[job_id]
         while replay.todo and replay.in_flight < WINDOW:
-            result = self.outbox.read(replay.todo.popleft())
+            result = self.outbox.read(job_id, replay.todo.popleft())
             if result is not None:
                 self.send(replay.client, result)
                 replay.in_flight += 1

@@ -16,6 +16,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
+import resource
 import signal
 import socket
 import threading
@@ -30,7 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 from agent import __version__, trust
 from agent import runtime as runtimes
 from agent.cache import Incoming, ModelCache, TransferError
-from agent.config import AgentConfig
+from agent.config import AgentConfig, cell_memory_limit_mb
 from agent.datadir import lock_data_dir
 from agent.facts import read_facts
 from agent.jobs import JobRunner
@@ -60,8 +62,8 @@ from agent.wire.protocol import (
     Pong,
     RunJob,
     Welcome,
-    quote,
 )
+from agent.wire.text import quote
 from agent.zap import ZAP_DOMAIN, ZapHandler
 
 log = logging.getLogger("edgebench.agent")
@@ -83,6 +85,14 @@ SEND_HWM = 1000
 REFUSE_INTERVAL_S = 1.0
 # Quiet this long after traffic, the agent hands freed memory back to the system.
 TRIM_AFTER_S = 5.0
+# Results held in memory (the disk refused them) are written again this often.
+REWRITE_EVERY_S = 5.0
+# Stopping because the controller that started this agent is gone: the job thread gets this
+# long to end once its running cell is killed.
+ABANDON_WAIT_S = 10.0
+# A peer's TCP handshake must complete within this (libzmq's default is 30 s), so that
+# connections that never authenticate hold a file descriptor only briefly.
+HANDSHAKE_MS = 10_000
 
 
 class _Route(msgspec.Struct, array_like=True):
@@ -107,6 +117,7 @@ class _Client:
     fd: Optional[int] = None  # its TCP connection, to notice the hang-up
     gone: bool = False
     refused_at: float = -1e9
+    peer: str = ""  # who is behind the connection: its CURVE key, or its address
 
 
 def _malloc_trim() -> Callable[[], None]:
@@ -128,25 +139,54 @@ def _malloc_trim() -> Callable[[], None]:
 _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+def _raise_open_files_limit() -> None:
+    """Take the hard limit of open files as the soft one: idle connections then cannot use
+    up the descriptors that result files, transfers and cells need (a soft limit of 1,024
+    is common, the hard one far higher)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _peer(frame: zmq.Frame) -> str:
+    """Who sent a message: the CURVE key its handshake proved, else its address."""
+    for prop in ("User-Id", "Peer-Address"):
+        with contextlib.suppress(zmq.ZMQError, KeyError):
+            value = frame.get(prop)
+            if value:
+                return str(value)
+    return ""
+
+
 class AgentServer:
     """Serves controllers on one ROUTER socket until `stop()` or SIGTERM/SIGINT."""
 
-    def __init__(self, config: AgentConfig, notifier: Optional[Notifier] = None):
+    def __init__(self, config: AgentConfig, notifier: Optional[Notifier] = None,
+                 lifeline: Optional[int] = None, lock_wait_s: float = 0.0):
         config.check()
         self._trim = _malloc_trim()  # before any thread starts
+        _raise_open_files_limit()
         self.config = config
         self.notifier = notifier or Notifier({})
+        # A pipe whose other end the controller that started this agent holds: its end of
+        # file means that controller is gone, and so should this agent be.
+        self.lifeline = lifeline
+        self._abandon = False
         data = config.data_path
-        self._data_lock = lock_data_dir(data)
+        self._data_lock = lock_data_dir(data, wait_s=lock_wait_s, lifeline=lifeline is not None)
         self.runtime = runtimes.detect()
         self.cache = ModelCache(data / "models", config.cache_quota_bytes)
-        self.transfers = Transfers(self.cache)
+        self.transfers = Transfers(self.cache, self._refuse_transfer)
         self.outbox = Outbox(data / "outbox")
         self.outbox.recover()
         self.outbox.prune()
         self.replays = Replays(self.outbox, self._reply)
         self._accepted = 0
         self.facts = read_facts(config.root)
+        self.cell_memory_limit_mb = cell_memory_limit_mb(config.cell_memory_limit_mb, self.facts.memory_mb)
+        self._stall_reported: Optional[str] = None
+        self._next_rewrite: Optional[float] = None
         self.endpoint: Optional[str] = None
         self.messages_received = 0
         self._clients: dict[bytes, _Client] = {}
@@ -171,6 +211,7 @@ class AgentServer:
         self._router.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
         self._router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * ZMQ_HEARTBEAT_MS)
         self._router.setsockopt(zmq.SNDHWM, SEND_HWM)
+        self._router.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         # No receive limit: libzmq 4.3.5 aborts (`!_io_error`, stream_engine_base.cpp:310) when
         # a peer hangs up while its input is stalled at the high-water mark, which a flood of
         # small messages reaches. What a message can make the agent hold is bounded instead.
@@ -196,7 +237,8 @@ class AgentServer:
         }
         self._local = threading.local()
         self.jobs = JobRunner(self.cache, self.runtime, self._send_from_thread, config.root,
-                              libraries=config.delegate_libraries, data_dir=data)
+                              libraries=config.delegate_libraries, data_dir=data,
+                              memory_limit_mb=self.cell_memory_limit_mb)
 
     def bind(self) -> str:
         """Bind the ROUTER socket; returns the actual endpoint (a `*` port resolved)."""
@@ -234,12 +276,14 @@ class AgentServer:
             self.handle_signals()
         poller = zmq.Poller()
         for sock in (self._router, self._results, self._wake_r, self._monitor,
-                     *([self._zap.socket] if self._zap else [])):
+                     *([self._zap.socket] if self._zap else []),
+                     *([self.lifeline] if self.lifeline is not None else [])):
             poller.register(sock, zmq.POLLIN)
-        log.info("listening on %s (%s, runtime %s %s)", self.endpoint,
+        log.info("listening on %s (%s, runtime %s %s, cells limited to %s)", self.endpoint,
                  "insecure" if self.config.insecure else "CURVE",
                  self.runtime.name if self.runtime else "none",
-                 self.runtime.version if self.runtime else "")
+                 self.runtime.version if self.runtime else "",
+                 f"{self.cell_memory_limit_mb} MB" if self.cell_memory_limit_mb else "no memory limit")
         self.notifier.ready(f"listening on {self.endpoint}")
         watchdog_s = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else None
         next_ping = time.monotonic()
@@ -250,11 +294,13 @@ class AgentServer:
                     stopping_jobs = True
                     self._begin_stop()
                 if watchdog_s is not None and time.monotonic() >= next_ping:
-                    self.notifier.watchdog()
+                    self._feed_watchdog()
                     next_ping = time.monotonic() + watchdog_s
                 events = dict(poller.poll(self._poll_timeout_ms(next_ping if watchdog_s else None)))
                 if self._wake_r.fileno() in events:
                     self._drain_wake()
+                if self.lifeline is not None and self.lifeline in events:
+                    self._check_lifeline(poller)
                 if self._reload.is_set():
                     self._reload.clear()
                     self._reload_keys()
@@ -268,6 +314,7 @@ class AgentServer:
                     self._receive()
                 self._forget_idle_clients()
                 self.replays.run_due()
+                self._rewrite_held_results()
                 if self._busy_since_trim and time.monotonic() - self._last_busy >= TRIM_AFTER_S:
                     self._busy_since_trim = False
                     self._trim()
@@ -278,20 +325,57 @@ class AgentServer:
         deadlines = [next_ping] if next_ping is not None else []
         if self._clients:
             deadlines.append(min(c.last_seen for c in self._clients.values()) + CLIENT_IDLE_S)
-        deadlines += [d for d in (self.transfers.next_deadline(), self.replays.next_deadline()) if d is not None]
+        deadlines += [d for d in (self.transfers.next_deadline(), self.replays.next_deadline(),
+                                  self._next_rewrite) if d is not None]
         if self._busy_since_trim:
             deadlines.append(self._last_busy + TRIM_AFTER_S)
         if not deadlines:
             return None  # nothing is due: sleep until something arrives
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
+    def _feed_watchdog(self) -> None:
+        """Pet systemd's watchdog while the job thread gets somewhere; a stuck one starves it,
+        so the service manager restarts the agent."""
+        stalled = self.jobs.progress.stalled()
+        if stalled is None:
+            self.notifier.watchdog()
+            self._stall_reported = None
+        elif stalled != self._stall_reported:
+            log.error("%s; the systemd watchdog is no longer fed", stalled)
+            self.notifier.status(stalled)
+            self._stall_reported = stalled
+
+    def _check_lifeline(self, poller: zmq.Poller) -> None:
+        """End of file on the lifeline: the controller that started this agent died."""
+        try:
+            data = os.read(self.lifeline, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            return
+        poller.unregister(self.lifeline)
+        self.lifeline = None
+        log.warning("the controller that started this agent is gone: stopping (the running cell is cancelled)")
+        self._abandon = True
+        self.stop()
+
+    def _rewrite_held_results(self) -> None:
+        """Write the results the disk refused, once it takes them again."""
+        now = time.monotonic()
+        if self._next_rewrite is not None and now < self._next_rewrite:
+            return
+        held = self.outbox.flush() if self._next_rewrite is not None else self.outbox.unwritten()
+        self._next_rewrite = now + REWRITE_EVERY_S if held else None
+
     def _begin_stop(self) -> None:
         """Let the job thread finish its cell in the background while the loop keeps serving."""
-        log.info("stopping: finishing the running cell")
+        log.info("stopping: %s", "cancelling the running cell" if self._abandon else "finishing the running cell")
         self.notifier.stopping()
 
         def finish() -> None:
-            self.jobs.stop()
+            self.jobs.stop(abandon=self._abandon, wait_s=ABANDON_WAIT_S if self._abandon else None)
             self._jobs_stopped.set()
             self._wake()
 
@@ -343,6 +427,8 @@ class AgentServer:
             state.last_seen = time.monotonic()
             with contextlib.suppress(zmq.ZMQError):
                 state.fd = raw[0].get(zmq.SRCFD)
+            if not state.peer:
+                state.peer = _peer(raw[0])
             # Messages queued before a hang-up arrive after it: they do not make the peer alive.
             state.gone = state.fd in self._closed_fds
             try:
@@ -392,10 +478,11 @@ class AgentServer:
                         state.gone = True
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
-        """Called by the job thread: persist a result, then hand it to the loop to route."""
+        """Called by the job thread: persist a result (in memory when the disk refuses it),
+        then hand it to the loop to route."""
         stored = None
         if isinstance(message, (CellDone, JobDone)):
-            stored = self.outbox.put(message)
+            stored, message = self.outbox.put(message)
         elif isinstance(message, CellStarted):
             self.outbox.started(message.job_id, message.index)
         sock = getattr(self._local, "push", None)
@@ -434,6 +521,9 @@ class AgentServer:
         if self.transfers.expire(now, self._request_credit):
             self._busy_since_trim, self._last_busy = True, now
 
+    def _refuse_transfer(self, client: bytes, sha256: str, reason: str) -> None:
+        self._reply(client, Error(message=reason, ref=sha256))
+
     def _on_hello(self, client: bytes, message: Hello, payload: list) -> None:
         log.info("client %s: hello (controller %s, protocol minor %d)", client.hex(),
                  message.client_version, message.minor)
@@ -445,7 +535,10 @@ class AgentServer:
         ))
 
     def _on_ping(self, client: bytes, message: Ping, payload: list) -> None:
-        self._reply(client, Pong(seq=message.seq))
+        # A controller waiting for its job learns whether it waits in line or for a stuck agent.
+        mine = {job_id for job_id, owner in self._job_clients.items() if owner == client}
+        self._reply(client, Pong(seq=message.seq, ahead=self.jobs.ahead(mine) if mine else None,
+                                 stalled=self.jobs.progress.stalled()))
 
     def _on_info(self, client: bytes, message: InfoRequest, payload: list) -> None:
         if message.android is not None:  # a phone's facts take ADB round trips: not on this loop
@@ -466,11 +559,16 @@ class AgentServer:
 
     def _on_offer(self, client: bytes, message: Offer, payload: list) -> None:
         kind = getattr(message, "kind", "model")
+        if self.transfers.get(client, message.sha256) is not None:
+            # Its own transfer, offered again: it goes on as it was (no new requests, no more time).
+            log.debug("client %s: offered %s again; the transfer goes on", client.hex(), message.sha256[:12])
+            return
         try:
             if self.cache.has(message.sha256, kind):
                 self._reply(client, Have(sha256=message.sha256, transferred=0))
                 return
-            transfer = self.transfers.start(client, message.sha256, message.size, protocol.CHUNK_SIZE, kind)
+            transfer = self.transfers.start(client, self._client(client).peer, message.sha256, message.size,
+                                            protocol.CHUNK_SIZE, kind)
         except (TransferError, OSError) as exc:
             log.warning("client %s: refused %s: %s", client.hex(), message.sha256, exc)
             self._reply(client, Error(message=str(exc), ref=message.sha256))
@@ -530,6 +628,11 @@ class AgentServer:
         if self._stopping.is_set():
             self._reply(client, Error(message="agent is stopping; not accepting jobs", ref=message.job_id))
             return
+        stalled = self.jobs.progress.stalled()
+        if stalled is not None:
+            self._reply(client, Error(message=f"{stalled}; not accepting jobs until the agent restarts",
+                                      ref=message.job_id))
+            return
         if self.jobs.queued() >= MAX_QUEUED_JOBS:
             self._reply(client, Error(message=f"the agent has {MAX_QUEUED_JOBS} jobs queued; try again later",
                                       ref=message.job_id))
@@ -537,7 +640,13 @@ class AgentServer:
         self._accepted += 1
         if self._accepted % PRUNE_EVERY == 0:  # a walk over the outbox: not for every job
             self.outbox.prune()
-        self.outbox.accept(message)
+        try:
+            self.outbox.accept(message)
+        except OSError as exc:
+            log.warning("job %s: refused: cannot write it to the outbox: %s", message.job_id, exc)
+            self._reply(client, Error(message=f"the agent cannot record the job on its disk ({exc.strerror or exc}); "
+                                              "try again when it has space", ref=message.job_id))
+            return
         self._job_clients[message.job_id] = client
         models = [spec.model_sha256 for spec in message.cells]
         self._job_models[message.job_id] = models

@@ -43,6 +43,10 @@ DEFAULT_USER = "edgebench"
 # Groups of the device nodes the agent uses: /dev/vcio (video), phones on USB (plugdev).
 DEVICE_GROUPS = ("video", "plugdev")
 WATCHDOG_S = 30
+# The share of the RAM the service may use (the agent, its cells, their page cache), and
+# how much less likely the agent is than an ordinary process to be killed when memory runs out.
+MEMORY_MAX = "90%"
+OOM_SCORE_ADJUST = -500
 # Long enough for the running cell to finish after SIGTERM (a cell is cut at max_secs).
 STOP_TIMEOUT_S = 330
 
@@ -153,7 +157,13 @@ TimeoutStopSec={STOP_TIMEOUT_S}
 # SIGTERM to the agent only: it lets the running cell's own process finish.
 KillMode=mixed
 # Room for every transfer, connection and cell the agent allows at once, and a ceiling.
-LimitNOFILE=4096
+LimitNOFILE=16384
+# Memory: cells are capped by the agent itself (cell_memory_limit_mb); the whole service
+# stays below this, where the kernel has the memory controller. When memory runs out the
+# kernel picks a cell (each raises its own score), and a killed cell does not stop the unit.
+MemoryMax={MEMORY_MAX}
+OOMScoreAdjust={OOM_SCORE_ADJUST}
+OOMPolicy=continue
 {_HARDENING}{_DEVICES}
 [Install]
 WantedBy=multi-user.target

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from agent.wire.protocol import AndroidTarget
+from agent.wire.text import printable, quote
 
 
 class NotAllowed(ValueError):
@@ -35,6 +36,8 @@ def delegate_library(requested: str, allowed: Union[str, list[str]], data_dir: P
     allowed entries (same path, or a file inside an allowed directory) or the file name of
     one. What is granted is the configuration's own entry, never the job's string.
     """
+    if printable(requested) != requested:
+        raise NotAllowed(f"delegate library {quote(requested)} holds a control character; nothing was loaded")
     data = Path(os.path.realpath(data_dir))
     granted: Optional[str] = None
     real = Path(os.path.realpath(requested)) if os.path.isabs(requested) else None
@@ -52,10 +55,10 @@ def delegate_library(requested: str, allowed: Union[str, list[str]], data_dir: P
         if granted is not None:
             break
     if granted is None:
-        raise NotAllowed(f"delegate library {requested[:120]!r} is not in this agent's delegate_libraries "
+        raise NotAllowed(f"delegate library {quote(requested)!r} is not in this agent's delegate_libraries "
                          "(agent.toml); uploaded files are never loaded")
     if os.path.isabs(granted) and _inside(Path(os.path.realpath(granted)), data):
-        raise NotAllowed(f"delegate library {requested[:120]!r} lies in the agent's data directory; "
+        raise NotAllowed(f"delegate library {quote(requested)!r} lies in the agent's data directory; "
                          "uploaded files are never loaded (delegate_libraries)")
     return granted
 
@@ -85,4 +88,4 @@ def check_phone(target: AndroidTarget, phones: Optional[list[str]]) -> None:
     if phones is not None and named in phones:
         return
     allowed = "by default only USB phones and loopback addresses" if phones is None else "allowed: " + ", ".join(phones)
-    raise NotAllowed(f"phone {named[:120]!r} is not in this agent's phones (agent.toml); {allowed}")
+    raise NotAllowed(f"phone {quote(named)!r} is not in this agent's phones (agent.toml); {allowed}")

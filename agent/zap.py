@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import time
 from pathlib import Path
 
 import zmq
@@ -20,6 +22,23 @@ log = logging.getLogger("edgebench.agent")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = "edgebench"
+# File descriptors kept free for what the agent does (results, transfers, cells): no new
+# connection is admitted into them. A quarter of the limit where that is less.
+FD_RESERVE = 64
+# A refusal for want of room is logged at most once per this interval, with a count.
+REFUSAL_LOG_S = 10.0
+
+
+def room_for_a_connection() -> bool:
+    """True while a new connection leaves the agent its reserve of file descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return True
+    try:
+        used = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return True  # no /proc to count with: libzmq's own limits apply
+    return soft - used > min(FD_RESERVE, soft // 4)
 
 
 def load_allowed(directory: os.PathLike) -> dict[bytes, str]:
@@ -39,6 +58,7 @@ class ZapHandler:
     def __init__(self, ctx: zmq.Context, allowed_dir: os.PathLike):
         self.allowed_dir = Path(allowed_dir)
         self.allowed: dict[bytes, str] = {}
+        self._refused, self._refusal_logged = 0, -REFUSAL_LOG_S
         self.socket = ctx.socket(zmq.REP)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind(ZAP_ENDPOINT)
@@ -79,6 +99,16 @@ class ZapHandler:
             log.warning("refused controller key %s from %s: not in %s",
                         key.decode(), peer, self.allowed_dir)
             return [version, request_id, b"400", b"unknown key", b"", b""]
+        if not room_for_a_connection():
+            # 500: the controller learns the agent failed it, not that its key is bad (a 300,
+            # "temporary", would drop the connection without a word: the CURVE RFC says so).
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refusal_logged >= REFUSAL_LOG_S:
+                log.warning("refused %d connection(s), latest from controller %s at %s: too many connections "
+                            "(file descriptors kept for results, transfers and cells)", self._refused, name, peer)
+                self._refused, self._refusal_logged = 0, now
+            return [version, request_id, b"500", b"too many connections", b"", b""]
         log.info("controller %s (%s) authenticated from %s", name, key.decode(), peer)
         return [version, request_id, b"200", b"OK", name.encode(), b""]
 

@@ -49,10 +49,20 @@ def connect(profile: Profile, phone: Optional[str] = None) -> Iterator[AgentClie
 
 
 def curve_keys(profile: Profile) -> Optional[CurveKeys]:
-    """CURVE keys for a zmq profile that names the agent's public key, else None (plain)."""
+    """CURVE keys for a zmq profile that names the agent's public key, else None (plain).
+
+    The agent's key is checked first: a profile naming a file that is not there is the
+    profile's mistake, whatever the state of this host's own key pair.
+    """
     if profile.server_public_key is None:
         return None
+    # Callers put "device NAME:" before these messages; the profile file names the rest.
+    if not profile.server_public_key.is_file():
+        raise ProfileError(f"{profile.path}: server_public_key {profile.server_public_key} is not a file "
+                           "(the agent's public key: copy the .key file `agent keys generate` made on the device)")
     secret = profile.client_secret_key or locations.key_dir() / "controller.key_secret"
+    if profile.client_secret_key is not None and not Path(secret).is_file():
+        raise ProfileError(f"{profile.path}: client_secret_key {secret} is not a file")
     if not Path(secret).exists():
         raise ProfileError(f"device {profile.name}: no controller key pair at {secret} "
                            "(create one with `controller keys generate`)")

@@ -13,12 +13,13 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Optional
+from typing import Optional, Union
 
 import msgspec
 
 from controller.records import RUN_SCHEMA_VERSION, RegressReport, RunReport
 from controller.store import ResultStore
+from controller.validate import DocumentError, check_run, shown
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,9 @@ class ImportSummary:
         return text + (f"; {len(self.problems)} line(s) rejected" if self.problems else "")
 
 
-def parse_line(text: str, number: int, source: str) -> RunDocument:
-    """One line as a run document; ValueError naming the line and the cause."""
+def parse_line(text: Union[str, bytes], number: int, source: str) -> RunDocument:
+    """One line as a run document, checked against the contract's bounds (`controller.validate`)
+    and its timestamps in UTC; ValueError naming the line, the run and the field at fault."""
     try:
         document = msgspec.json.decode(text, type=RunDocument)
     except msgspec.ValidationError as exc:
@@ -95,15 +97,19 @@ def parse_line(text: str, number: int, source: str) -> RunDocument:
     except msgspec.DecodeError as exc:
         raise ValueError(f"{source}:{number}: not JSON: {exc}") from None
     if document.schema_version > RUN_SCHEMA_VERSION:
-        raise ValueError(f"{source}:{number}: run {document.run_id} has schema_version "
+        raise ValueError(f"{source}:{number}: run {shown(document.run_id)} has schema_version "
                          f"{document.schema_version}, newer than this edgebench reads ({RUN_SCHEMA_VERSION})")
-    return document
+    try:
+        return check_run(document)
+    except DocumentError as exc:
+        raise ValueError(f"{source}:{number}: run {shown(document.run_id)}: {exc}") from None
 
 
-def import_lines(store: ResultStore, lines: Iterable[str], source: str = "-") -> ImportSummary:
-    """Store every run document of a JSON Lines stream that the store lacks.
+def import_lines(store: ResultStore, lines: Iterable[Union[str, bytes]], source: str = "-") -> ImportSummary:
+    """Store every run document of a JSON Lines stream (text, or bytes read as UTF-8) that the store lacks.
 
-    A bad line is reported (one line naming it) and skipped; the others are imported.
+    A bad line (not JSON, not a run document, or a value out of bounds) is reported with
+    one line naming it and skipped; the others are imported.
     Each run is one transaction. Checks are stored after all runs, since a check needs
     both of its runs, and skipped when the baseline is in neither the store nor the file.
     """
@@ -128,8 +134,8 @@ def import_lines(store: ResultStore, lines: Iterable[str], source: str = "-") ->
         checks += document.checks
     for check in checks:
         if not (store.has_run(check.baseline) and store.has_run(check.candidate)):
-            summary.problems.append(f"{source}: check of {check.candidate} against {check.baseline} skipped: "
-                                    "the baseline run is not in the file or the database")
+            summary.problems.append(f"{source}: check of {shown(check.candidate)} against {shown(check.baseline)} "
+                                    "skipped: the baseline run is not in the file or the database")
             continue
         summary.checks_added += store.add_check(check)
     return summary

@@ -11,7 +11,7 @@ from typing import Optional
 from agent.formats import benchmark_log
 from agent.formats.benchmark_log import RUNTIME
 from agent.wire.records import Cell, CpuFacts, Facts
-from controller import __version__, models
+from controller import __version__, models, validate
 from controller.records import DeviceInfo, RunReport, Transfer, new_run_id, now_iso
 from controller.store import ResultStore
 
@@ -49,13 +49,19 @@ def log_cell(text: str, source: models.ModelSource, device: str, delegate: Optio
 def import_log(store: ResultStore, text: str, source: models.ModelSource, device: str,
                delegate: Optional[str] = None, threads: Optional[int] = None,
                tag: Optional[str] = None) -> RunReport:
-    """Store the log as a run of one cell, in the same steps a measured run takes
-    (UnknownThreads, before anything is stored, when the thread count is unknown)."""
+    """Store the log as a run of one cell, in the same steps a measured run takes.
+
+    Before anything is stored: UnknownThreads when the thread count is unknown, and
+    `validate.DocumentError` when the run would break the bounds an imported run keeps
+    (a name with a control character, a thread count the log invents), so that every run
+    stored can be exported and imported again.
+    """
     cell = log_cell(text, source, device, delegate, threads)
     info = DeviceInfo(agent_version=f"import-log (controller {__version__})", runtime=RUNTIME,
                       runtime_version=None, facts=imported_facts(device))
     report = RunReport(run_id=new_run_id(), tag=tag, started_at=now_iso(), finished_at=None,
                        devices={device: info}, transfer=Transfer(), cells=[cell])
+    validate.check_run(report)
     store.start_run(report.run_id, report.tag, report.started_at)
     store.add_device(report.run_id, device, info)
     store.add_cell(report.run_id, cell, 0)

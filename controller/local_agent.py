@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from agent.wire.protocol import READY_PREFIX
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+# How long a new local agent waits for an earlier one to release the data directory: one
+# whose controller died stops by itself, or is stopped by the new one (agent/datadir.py).
+LOCK_WAIT_S = 30.0
 
 
 def read_line(stream, timeout_s: float) -> str:
@@ -36,7 +40,12 @@ class LocalAgentError(RuntimeError):
 
 
 class LocalAgent:
-    """`agent serve` on a free loopback port; its log goes to `data_dir/agent.log`."""
+    """`agent serve` on a free loopback port; its log goes to `data_dir/agent.log`.
+
+    The agent's standard input is a pipe only this process holds: when this process dies,
+    however it dies, the agent sees the pipe close and stops, and leaves its data directory
+    to the next one.
+    """
 
     def __init__(self, data_dir: Path, extra_args: Sequence[str] = ()):
         self.data_dir = Path(data_dir)
@@ -51,10 +60,11 @@ class LocalAgent:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "agent", "serve", "--bind", "tcp://127.0.0.1:*",
-                 "--insecure", "--data-dir", str(self.data_dir), *self.extra_args],
-                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                 "--insecure", "--data-dir", str(self.data_dir), "--stop-on-stdin-close",
+                 "--lock-wait", str(LOCK_WAIT_S), *self.extra_args],
+                stdout=subprocess.PIPE, stderr=log, stdin=subprocess.PIPE,
             )
-        line = read_line(self.process.stdout, START_TIMEOUT_S)
+        line = read_line(self.process.stdout, START_TIMEOUT_S + LOCK_WAIT_S)
         if not line.startswith(READY_PREFIX):
             self.stop()
             raise LocalAgentError(f"local agent did not start ({line.strip() or self._last_log_line()}); "
@@ -72,15 +82,18 @@ class LocalAgent:
 
     def stop(self) -> None:
         """Ask the agent to finish (SIGTERM), then kill it if it does not."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process.stdout.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdout, self.process.stdin):
+            with contextlib.suppress(OSError):
+                stream.close()
 
     def __enter__(self) -> LocalAgent:
         self.start()

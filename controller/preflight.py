@@ -84,6 +84,13 @@ def check_rounds(rounds: int) -> None:
         raise UsageError(f"--rounds must be from 1 to {MAX_ROUNDS}, not {rounds}")
 
 
+def check_job_timeout(seconds: Optional[float]) -> None:
+    """`--job-timeout` a finite number of seconds above 0 (None: derived from the cells)."""
+    if seconds is not None and (not math.isfinite(seconds) or not 0 < seconds <= MAX_SECONDS):
+        raise UsageError(f"--job-timeout must be a number of seconds above 0 and at most {MAX_SECONDS:.0f}, "
+                         f"not {seconds}")
+
+
 def check_tolerance(points: float) -> None:
     """`--accuracy-tolerance` a finite number of top-1 points from 0 to 100."""
     if not math.isfinite(points) or not 0 <= points <= 100:

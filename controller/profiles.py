@@ -104,7 +104,7 @@ def available() -> list[str]:
     names: list[str] = []
     for directory in search_dirs():
         for path in sorted(directory.glob("*.toml")):
-            if path.stem not in names:
+            if path.stem not in names and path.is_file():  # as `load` finds them
                 names.append(path.stem)
     return names
 

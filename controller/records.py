@@ -97,6 +97,8 @@ class RunReport(Record, kw_only=True):
     variants: list[FamilyComparison] = []
     meta: dict[str, str] = {}
     complete: bool = True
+    # Set when the results database failed for good during the run: what was lost, in one line.
+    store_problem: Optional[str] = None
 
 
 class FigureChange(Record, kw_only=True):

@@ -6,6 +6,7 @@ reported with one line and the rest of the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -19,7 +20,7 @@ import msgspec
 from agent.formats.dataset import DatasetError
 from agent.wire import protocol
 from agent.wire.delegates import CPU_DELEGATES
-from agent.wire.protocol import AndroidTarget, CellDone, Cooling, cell_template
+from agent.wire.protocol import CANCELLED, AndroidTarget, CellDone, Cooling, cell_template
 from agent.wire.records import Cell, PreprocessSpec, Settings
 from controller import families, fingerprint, locations, models, phones, preflight, profiles
 from controller.analysis import variants
@@ -31,7 +32,7 @@ from controller.models import ModelSource
 from controller.plan import PlannedCell, plan
 from controller.profiles import Profile, ProfileError
 from controller.records import DeviceInfo, RunReport, Transfer, new_run_id, now_iso
-from controller.store import ResultStore
+from controller.store import ResultStore, StoreError
 
 # A lost agent is reconnected to this many times; a job interrupted by an agent restart is
 # followed by at most this many fresh jobs for the cells it left out.
@@ -63,6 +64,7 @@ class RunRequest:
     op_profile: bool = False
     meta: dict[str, str] = field(default_factory=dict)
     alternate_order: bool = False  # odd rounds measure the models in reverse order (A/B sessions)
+    job_timeout_s: Optional[float] = None  # a job without progress this long is given up (None: from its cells)
 
 
 class Observer(Protocol):
@@ -102,6 +104,7 @@ class _RunState:
                                 finished_at=None, devices={}, transfer=Transfer(), cells=[],
                                 errors=list(errors), meta=dict(request.meta))
         self.missing = 0
+        self.unstored = 0
         self._lock = threading.Lock()
 
     def error(self, line: str) -> None:
@@ -111,9 +114,19 @@ class _RunState:
         self.observer.error(line)
 
     def keep(self, device: str, cell: Cell, index: Optional[int] = None) -> None:
-        """Store a cell the moment it arrives (once: replays after a reconnect are dropped)."""
+        """Store a cell the moment it arrives (once: replays after a reconnect are dropped).
+
+        When the store fails for good, the cell stays in the report and StoreError goes on
+        up: the agent is not told the cell was stored, so it keeps it for a `--resume`.
+        """
         with self._lock:
-            if not self.store.add_cell(self.report.run_id, cell, index):
+            try:
+                added = self.store.add_cell(self.report.run_id, cell, index)
+            except StoreError:
+                self.report.cells.append(cell)
+                self.unstored += 1
+                raise
+            if not added:
                 return
             self.report.cells.append(cell)
         self.observer.cell_done(device, cell)
@@ -161,7 +174,8 @@ class DeviceSession:
         except (ProfileError, LocalAgentError, AgentError, AgentLost, OSError) as exc:
             self.run.error(f"device {name}: {exc}")
         finally:
-            self._report_missing()
+            with contextlib.suppress(StoreError):  # a store that failed is reported once, by `run`
+                self._report_missing()
             self.run.observer.device_finished(name)
 
     def _report_missing(self) -> None:
@@ -241,6 +255,8 @@ class DeviceSession:
             if done.index not in by_index or done.index in stored:
                 return  # not ours, or replayed after a reconnect
             planned = by_index[done.index]
+            if done.cell.error == CANCELLED:
+                return  # cut short by an interrupt, not a result of the model: measured again
             if protocol.CHANGED_ON_DISK in (done.cell.error or "") and planned.source.sha256 not in resent:
                 evicted[planned.source.sha256] = planned.source  # sent again, and the cell run again
                 return
@@ -289,7 +305,8 @@ class DeviceSession:
                 cells = todo[start:start + protocol.MAX_JOB_CELLS]
                 end = client.run_job(job_id if part == 0 else f"{job_id}/{part}", [cell.spec for cell in cells],
                                      on_cell=on_cell, indices=[cell.index for cell in cells], governor=governor,
-                                     android=android, on_cooling=lambda message: run.observer.cooling(name, message))
+                                     android=android, on_cooling=lambda message: run.observer.cooling(name, message),
+                                     timeout_s=run.request.job_timeout_s)
                 if end.interrupted:
                     left = [cell for cell in cells if cell.index not in run.store.cell_indices(run_id, name)]
                     run.error(f"device {name}: agent job interrupted ({end.interrupted}); "
@@ -320,13 +337,20 @@ class DeviceSession:
         return failures
 
 
-def resume(ref: str, store: ResultStore, observer: Optional[Observer] = None) -> RunReport:
-    """Measure what an earlier run did not store: agents replay results they still hold."""
+def resume(ref: str, store: ResultStore, observer: Optional[Observer] = None,
+           job_timeout_s: Optional[float] = None) -> RunReport:
+    """Measure what an earlier run did not store: agents replay results they still hold.
+
+    `job_timeout_s` replaces the recorded run's own, when given.
+    """
     run_id = store.resolve(ref)
     text = store.load_request(run_id)
     if text is None:
         raise NothingToMeasure(f"run {run_id} cannot be resumed: it was made without a recorded request")
-    return run(msgspec.json.decode(text, type=RunRequest), store, observer, resume_id=run_id)
+    request = msgspec.json.decode(text, type=RunRequest)
+    if job_timeout_s is not None:
+        request.job_timeout_s = job_timeout_s
+    return run(request, store, observer, resume_id=run_id)
 
 
 def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = None,
@@ -368,13 +392,21 @@ def run(request: RunRequest, store: ResultStore, observer: Optional[Observer] = 
     try:
         _measure_devices(state, request.devices)
         interrupted = False
+    except StoreError as exc:
+        # Measuring on is pointless when nothing can be kept; what the agents measured and
+        # this controller could not store stays in their outboxes, unacknowledged.
+        state.report.store_problem = (
+            f"{exc}; {state.unstored} cell(s) measured but not stored (in this document); the agents keep "
+            f"them: `controller run --resume {state.report.run_id}` stores them once the database answers")
+        state.error(f"results database: {state.report.store_problem}")
     finally:
         report = state.report
         report.variants = variants.compare(grouped, report.cells, request.accuracy_tolerance)
         report.finished_at = now_iso()
         report.complete = not interrupted and state.missing == 0
-        store.finish_run(report.run_id, report.finished_at, report.transfer, report.errors, report.complete,
-                         report.variants)
+        if report.store_problem is None:
+            store.finish_run(report.run_id, report.finished_at, report.transfer, report.errors, report.complete,
+                             report.variants)
     return state.report
 
 
@@ -385,9 +417,13 @@ def _measure_devices(state: _RunState, devices: list[str]) -> None:
         DeviceSession(devices[0], state).measure()
         return
 
+    failures: list[StoreError] = []
+
     def measure(device: str) -> None:
         try:
             DeviceSession(device, state).measure()
+        except StoreError as exc:
+            failures.append(exc)
         except Exception as exc:  # noqa: BLE001 - one device's surprise must not cost the others their results
             state.error(f"device {device}: stopped by an internal error: {exc!r}")
 
@@ -398,6 +434,8 @@ def _measure_devices(state: _RunState, devices: list[str]) -> None:
     for thread in threads:
         while thread.is_alive():  # a timed join keeps Ctrl-C deliverable to the main thread
             thread.join(0.5)
+    if failures:
+        raise failures[0]
 
 
 def _reference(request: RunRequest, sources: list[ModelSource], errors: list[str]) -> Optional[ModelSource]:

@@ -19,13 +19,14 @@ from agent.android.adb import AUTH_TIMEOUT_S, AdbError, Phone, describe
 from agent.cache import ModelCache
 from agent.formats import benchmark_log
 from agent.formats.binary import elf_abi
+from agent.wire import protocol
 from agent.wire.protocol import AndroidTarget, CellSpec
 from agent.wire.records import Cell, DeviceState, Facts
 
 log = logging.getLogger("edgebench.agent")
 
-# Time a run may take beyond twice its `max_secs` (push, model load, delegate init).
-INIT_ALLOWANCE_S = 120
+# Time a run may take beyond twice its `max_secs` (model load, delegate init).
+INIT_ALLOWANCE_S = int(protocol.INIT_ALLOWANCE_S)
 # Extra time the ADB read waits beyond the device-side timeout, so the phone's own
 # `timeout` is always what ends a hung run.
 READ_MARGIN_S = 30

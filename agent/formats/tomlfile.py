@@ -23,3 +23,7 @@ def read_toml(path: os.PathLike | str) -> dict:
         raise TomlFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise TomlFileError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8 by definition: a file saved in Latin-1 fails here, before it is parsed.
+        bad = exc.object[exc.start]
+        raise TomlFileError(f"{path}: not UTF-8 text (byte 0x{bad:02x} at offset {exc.start})") from None

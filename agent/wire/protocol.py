@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Optional, Union
 import msgspec
 
 from agent.wire.records import Cell, Facts, PreprocessSpec, Settings, TensorSummary
+from agent.wire.text import quote
 
 PROTOCOL = b"EDGEBENCH/1"
 MINOR = 0
@@ -35,10 +36,10 @@ MAX_FRAME_BYTES = CHUNK_SIZE + (64 << 10)
 # Words in a failed cell's error when the cached model no longer matched its sha256: the
 # agent evicted it, and a controller sends the model again and re-runs the cell.
 CHANGED_ON_DISK = "changed on the agent's disk"
+# The error of a cell killed part way because its job was cancelled: no result of the model.
+CANCELLED = "cancelled by the controller"
 # Most cells one RunJob carries: a longer matrix goes in several jobs (see MAX_FRAME_BYTES).
 MAX_JOB_CELLS = 1000
-# Most characters of a client's string an error reply or a log line quotes.
-QUOTE_CHARS = 120
 
 # Bounds of what a peer may send, checked while decoding (msgspec.Meta): sizes, counts and
 # names, so that no well-typed but hostile message can exhaust memory or disk, or name a path.
@@ -84,9 +85,13 @@ class Ping(Message, tag="ping"):
 
 
 class Pong(Message, tag="pong"):
-    """The answer to `Ping` with the same sequence number."""
+    """The answer to `Ping` with the same sequence number, and how the asker's jobs fare."""
 
     seq: int
+    # Jobs the agent runs before the asker's first queued job (None: none of its jobs waits).
+    ahead: Optional[int] = None
+    # One line when the agent's job thread made no progress past its own deadline.
+    stalled: Optional[str] = None
 
 
 class Offer(Message, tag="offer"):
@@ -146,6 +151,32 @@ class CellSpec(msgspec.Struct, kw_only=True):
     cpu_affinity: list[int] = []
     cooldown_below_c: Optional[float] = None
     max_cooldown_s: float = 0.0
+
+
+# Time a cell may take beyond its measuring phases: model load, delegate init and the first
+# inference; on a phone also the pushes and shell round trips around `benchmark_model`.
+INIT_ALLOWANCE_S = 120.0
+PHONE_ALLOWANCE_S = 600.0
+
+
+def cell_time_limit(spec: CellSpec, on_phone: bool = False) -> float:
+    """Seconds a started cell may take before it is given up (its cooldown wait not included).
+
+    Warmup and the timed phase are each cut at `max_secs`, and so is the op profile's phase.
+    The agent kills a cell at this limit; a controller waits this long plus a margin.
+    """
+    phases = 3 if spec.op_profile and not on_phone else 2
+    return spec.settings.max_secs * phases + (PHONE_ALLOWANCE_S if on_phone else INIT_ALLOWANCE_S)
+
+
+# Every transfer ends by its deadline: this long plus its size at the slowest rate allowed.
+TRANSFER_BASE_S = 120.0
+TRANSFER_MIN_RATE_BYTES_S = 128 << 10
+
+
+def transfer_time_limit(size: int) -> float:
+    """Seconds a blob of `size` bytes may take to arrive before its transfer is given up."""
+    return TRANSFER_BASE_S + size / TRANSFER_MIN_RATE_BYTES_S
 
 
 def cell_template(spec: CellSpec, size: int) -> Cell:
@@ -306,11 +337,6 @@ def problem(message: Message, payload: list) -> Optional[str]:
             if missing:
                 return f"settings must not be null: {', '.join(missing)}"
     return None
-def quote(text: str, limit: int = QUOTE_CHARS) -> str:
-    """At most `limit` characters of `text` (a client's string in a reply or log line)."""
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
 def encode(message: Message, *payload: bytes) -> list[bytes]:
     """The frames of `message` followed by its raw payload frames."""
     return [PROTOCOL, _encoder.encode(message), *payload]

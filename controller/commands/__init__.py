@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Optional
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 from agent.wire.records import Settings
+from agent.wire.text import printable
 from controller import locations
+from controller.preflight import UsageError
 from controller.store import ResultStore, open_store
 
 DB_HELP = ("results database: a SQLite file or postgresql://user@host:port/db "
@@ -51,14 +56,53 @@ def comma_names(text: str) -> list[str]:
 
 
 def comma_ints(text: str) -> list[int]:
-    """`1,2,4` as positive integers (an argparse type)."""
+    """`1,2,4` as positive integers (an argparse type): `1,,2` has an empty item, not two."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r} (an empty item)")
     try:
-        values = [int(item) for item in comma_list(text)]
+        values = [int(item) for item in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
+    if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def percent(text: str) -> float:
+    """`5%`, `5` or `0.05` as the fraction 0.05 (an argparse type, so that a bad value names its flag)."""
+    from controller.analysis.regress import parse_percent  # numpy: only the commands that judge load it
+
+    try:
+        return parse_percent(text)
+    except ValueError:
+        message = f"expected a percentage such as 5% (or a fraction such as 0.05), got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def check_output(path: Optional[str], flag: str) -> None:
+    """UsageError naming `flag` unless `path` ('-' or None: nothing to write) can become a file:
+    not a directory, in a directory that exists. Checked before the work the file is for."""
+    if path is None or path == "-":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path} is a directory, not a file")
+    if not target.parent.is_dir():
+        raise UsageError(f"{flag} {path}: directory {target.parent} does not exist")
+
+
+def write_output(path: str, flag: str, text: str) -> None:
+    """`text` into the file `flag` names ('-': stdout); UsageError naming the flag and the file
+    when it cannot be written (a read-only directory, a full disk)."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror or exc}") from None
 
 
 def open_results(args: argparse.Namespace, must_exist: bool = False) -> ResultStore:
@@ -74,6 +118,11 @@ def print_json(record) -> None:
     """Exactly one JSON document on stdout."""
     sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
     sys.stdout.flush()
+
+
+def print_error(console: Console, message: object) -> None:
+    """`error: MESSAGE` as one line: the message shown as it is, no markup and no control characters."""
+    console.print(f"[red]error:[/red] {escape(printable(str(message)))}", highlight=False, soft_wrap=True)
 
 
 def _console(stream) -> Console:

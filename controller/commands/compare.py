@@ -7,7 +7,15 @@ from pathlib import Path
 
 from agent.formats.modelfile import ModelFormatError
 from controller import preflight
-from controller.commands import add_settings_flags, comma_ints, comma_names, open_results, settings_from, stderr_console
+from controller.commands import (
+    add_settings_flags,
+    comma_ints,
+    comma_names,
+    open_results,
+    print_error,
+    settings_from,
+    stderr_console,
+)
 from controller.commands import regress as regress_command
 
 
@@ -34,12 +42,13 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     try:
         thresholds, plan = regress_command.thresholds_from(args), regress_command.plan_from(args)
+        regress_command.check_outputs(args)  # before the session, not after minutes of measuring
         (profile,) = preflight.check_run([args.device], args.threads, settings, args.rounds, None, args.db)
         for path in (args.baseline_model, args.candidate_model):
             if not Path(path).is_file():
                 raise ValueError(f"{path}: no such file")
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     with open_results(args) as store:
         try:
@@ -48,10 +57,10 @@ def main(args: argparse.Namespace) -> int:
                 args.delegates or profile.delegates, args.threads or profile.threads, args.rounds, settings,
                 plan, thresholds, store, tag=args.tag)
         except (ModelFormatError, OSError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(console, exc)
             return 2
     if not any(sum(c.latency_p50.rounds) for c in report.cells):
-        console.print("[red]error:[/red] nothing could be measured: "
-                      + "; ".join(report.more_rounds.notes if report.more_rounds else []), highlight=False)
+        print_error(console, "nothing could be measured: "
+                    + "; ".join(report.more_rounds.notes if report.more_rounds else []))
         return 2
     return regress_command.show(report, args)

@@ -6,6 +6,7 @@ import argparse
 from typing import Optional
 
 import msgspec
+from rich.markup import escape
 from rich.table import Table
 
 from controller import profiles
@@ -65,8 +66,9 @@ def main(args: argparse.Namespace) -> int:
     for column in ("device", "transport", "address", "answers", "description"):
         table.add_column(column)
     for s in statuses:
-        table.add_row(s.name, s.transport or "-", s.address or "-",
-                      f"yes (agent {s.agent_version})" if s.reachable else f"no: {s.error}",
-                      s.description)
+        # Escaped: a profile's problem quotes its file ("[thermal] must be a table"), not markup.
+        table.add_row(escape(s.name), s.transport or "-", escape(s.address or "-"),
+                      f"yes (agent {escape(s.agent_version or '')})" if s.reachable else f"no: {escape(s.error or '')}",
+                      escape(s.description))
     stdout_console().print(table)
     return 0

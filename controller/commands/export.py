@@ -7,7 +7,7 @@ import logging
 import sys
 
 from controller import exchange
-from controller.commands import DB_HELP, open_results, stderr_console
+from controller.commands import DB_HELP, open_results, print_error, stderr_console
 from controller.store import RunNotFound
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             run_ids = exchange.select(store, run=args.run, tag=args.tag)
         except RunNotFound as exc:
-            stderr_console().print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(stderr_console(), exc)
             return 2
         for line in exchange.export_lines(store, run_ids):
             sys.stdout.write(line)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from controller import history
-from controller.analysis import regress
-from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller.commands import DB_HELP, open_results, percent, print_error, print_json, stderr_console, stdout_console
 from controller.render.tables import history_table
 
 
@@ -15,7 +14,7 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p = sub.add_parser(name, help=help_text)
     p.add_argument("--tag", help="only runs with this tag (default: all runs but A/B sessions)")
     p.add_argument("--limit", type=int, default=history.DEFAULT_LIMIT, help="newest runs to read (default 100)")
-    p.add_argument("--min-effect", default="5%", help="smallest step reported (default 5%%)")
+    p.add_argument("--min-effect", type=percent, default="5%", help="smallest step reported (default 5%%)")
     p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the history as one JSON document")
     p.set_defaults(func=main)
@@ -24,15 +23,11 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
 def main(args: argparse.Namespace) -> int:
     """Carry out `controller history`; returns the exit status."""
     console = stderr_console()
-    try:
-        min_effect = regress.parse_percent(args.min_effect)
-        if args.limit < 1:
-            raise ValueError("--limit must be at least 1")
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+    if args.limit < 1:
+        print_error(console, f"--limit must be at least 1, not {args.limit}")
         return 2
     with open_results(args, must_exist=True) as store:
-        report = history.load(store, args.tag, args.limit, min_effect)
+        report = history.load(store, args.tag, args.limit, args.min_effect)
     if args.json:
         print_json(report)
     (console if args.json else stdout_console()).print(history_table(report))

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from agent.formats.modelfile import ModelFormatError
-from controller import models
-from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller import models, validate
+from controller.commands import DB_HELP, open_results, print_error, print_json, stderr_console, stdout_console
 from controller.imported import UnknownThreads, import_log
 from controller.render.tables import results_table
 
@@ -29,26 +29,37 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
 def main(args: argparse.Namespace) -> int:
     """Carry out `controller import-log`; returns the exit status."""
     console = stderr_console()
-    if args.threads is not None and args.threads < 1:
-        console.print("[red]error:[/red] --threads must be at least 1", highlight=False)
+
+    def error(line: str) -> int:
+        print_error(console, line)
         return 2
+
+    try:
+        # `--device` is the name the result is filed under (no profile needed: the log may come
+        # from a phone in another lab), held to the bounds every stored name keeps.
+        validate.check_name(args.device, "--device")
+        if args.tag is not None:
+            validate.check_name(args.tag, "--tag")
+        if args.delegate is not None:
+            validate.check_delegate(args.delegate, "--delegate")
+        if args.threads is not None:
+            validate.check_threads(args.threads, "--threads")
+    except validate.DocumentError as exc:
+        return error(str(exc))
     try:
         text = Path(args.file).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        console.print(f"[red]error:[/red] {args.file}: {exc.strerror or exc}", highlight=False)
-        return 2
+        return error(f"{args.file}: {exc.strerror or exc}")
     try:
         source = models.load(Path(args.model))
     except (OSError, ModelFormatError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        console.print(f"[red]error:[/red] {args.model}: {reason}", highlight=False)
-        return 2
+        return error(f"{args.model}: {reason}")
     try:
         with open_results(args) as store:
             report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag)
-    except UnknownThreads as exc:
-        console.print(f"[red]error:[/red] {args.file}: {exc}", highlight=False)
-        return 2
+    except (UnknownThreads, validate.DocumentError) as exc:
+        return error(f"{args.file}: {exc}")
     if args.json:
         print_json(report)
         console.print(results_table(report))

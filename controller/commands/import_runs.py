@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from controller import exchange
-from controller.commands import DB_HELP, open_results, stderr_console
+from controller.commands import DB_HELP, open_results, print_error, stderr_console
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -21,13 +21,18 @@ def main(args: argparse.Namespace) -> int:
     """Import the file; 2 when it cannot be read or a line was rejected (the rest is imported)."""
     console = stderr_console()
     try:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        # Bytes: a line that is not UTF-8 is rejected on its own, not the rest of the file with it.
+        stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
-        console.print(f"[red]error:[/red] {args.file}: {exc.strerror or exc}", highlight=False)
+        print_error(console, f"{args.file}: {exc.strerror or exc}")
         return 2
     with stream, open_results(args) as store:
-        summary = exchange.import_lines(store, stream, source=args.file)
+        try:
+            summary = exchange.import_lines(store, stream, source=args.file)
+        except OSError as exc:  # a directory, or a read error halfway
+            print_error(console, f"{args.file}: {exc.strerror or exc}")
+            return 2
     for problem in summary.problems:
-        console.print(f"[red]error:[/red] {problem}", highlight=False)
+        print_error(console, problem)
     console.print(summary.line(), highlight=False)
     return 2 if summary.problems else 0

@@ -7,7 +7,7 @@ import argparse
 from agent.formats.facts_text import facts_lines
 from controller import phones, profiles
 from controller.client import AgentError, AgentLost
-from controller.commands import print_json, stderr_console
+from controller.commands import print_error, print_json, stderr_console
 from controller.connect import CONNECT_TIMEOUT_S, connect
 from controller.local_agent import LocalAgentError
 from controller.profiles import ProfileError
@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
             client.hello(timeout_s=CONNECT_TIMEOUT_S)
             facts = client.info(phones.target_of(profile.android) if profile.android else None)
     except (ProfileError, LocalAgentError, AgentError, AgentLost, OSError) as exc:
-        stderr_console().print(f"[red]error:[/red] device {args.device}: {exc}", highlight=False)
+        print_error(stderr_console(), f"device {args.device}: {exc}")
         return 2
     if args.json:
         print_json(facts)

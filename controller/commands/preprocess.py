@@ -14,7 +14,7 @@ import numpy as np
 
 from agent.formats.modelfile import ModelFormatError, read_model_file
 from agent.formats.preprocess import InputTensor, PreprocessError, load_spec, preprocess_image
-from controller.commands import stderr_console
+from controller.commands import print_error, stderr_console
 
 
 def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None:
@@ -48,10 +48,10 @@ def main(args: argparse.Namespace) -> int:
         tensor = preprocess_image(Path(args.image).read_bytes(), spec, target)
         np.save(args.out, tensor)
     except (PreprocessError, ModelFormatError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     except OSError as exc:
-        console.print(f"[red]error:[/red] {exc.filename}: {exc.strerror}", highlight=False)
+        print_error(console, f"{exc.filename}: {exc.strerror}")
         return 2
     console.print(f"{args.out}: {tensor.dtype} {list(tensor.shape)}, min {tensor.min()}, max {tensor.max()}, "
                   f"mean {tensor.astype(np.float64).mean():.6g}", highlight=False)

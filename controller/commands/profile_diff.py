@@ -7,7 +7,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller.commands import DB_HELP, open_results, print_error, print_json, stderr_console, stdout_console
 from controller.history import NothingToCompare, profile_diffs
 from controller.records import ProfileDiff
 from controller.render.format import format_us
@@ -41,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
             found = profile_diffs(store, args.baseline, args.candidate, args.run, args.device,
                                   args.delegate, args.threads)
         except (RunNotFound, NothingToCompare) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(console, exc)
             return 2
     if args.json:
         print_json(found)

@@ -8,7 +8,7 @@ from pathlib import Path
 from agent.formats.dataset import DatasetError
 from agent.formats.modelfile import read_model_file
 from agent.formats.preprocess import PreprocessError, load_spec
-from controller.commands import stderr_console
+from controller.commands import print_error, stderr_console
 from controller.quantize import QuantizeError, quantize
 
 
@@ -32,10 +32,10 @@ def main(args: argparse.Namespace) -> int:
         spec = load_spec(args.preprocess)
         written = quantize(Path(args.model), Path(args.representative), spec, Path(args.out), args.name)
     except (QuantizeError, PreprocessError, DatasetError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     except OSError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     for variant, path in written.items():
         detected = read_model_file(path).variant

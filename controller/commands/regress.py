@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import msgspec
 
 from controller.analysis import regress
 from controller.analysis.sequential import DEFAULT_BATCH, DEFAULT_MAX_DEVICE_SECONDS, Plan
-from controller.commands import DB_HELP, open_results, print_json, stderr_console, stdout_console
+from controller.commands import (
+    DB_HELP,
+    check_output,
+    open_results,
+    percent,
+    print_error,
+    print_json,
+    stderr_console,
+    stdout_console,
+    write_output,
+)
+from controller.preflight import UsageError
 from controller.records import RegressReport
 from controller.render import annotations, junit
 from controller.render.tables import regress_markdown, regress_table
@@ -29,11 +41,12 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
 
 def add_verdict_flags(p: argparse.ArgumentParser) -> None:
     """The flags of how cells are judged and the verdict reported (regress and compare)."""
-    p.add_argument("--threshold", default="5%", help="minimum latency effect (default 5%%)")
-    p.add_argument("--model-threshold", action="append", default=[], metavar="MODEL=PCT",
+    p.add_argument("--threshold", type=percent, default="5%", help="minimum latency effect (default 5%%)")
+    p.add_argument("--model-threshold", type=model_percent, action="append", default=[], metavar="MODEL=PCT",
                    help="latency threshold for one model file, e.g. tiny.tflite=15%% (repeatable)")
-    p.add_argument("--memory-threshold", default="10%", help="minimum peak-memory effect (default 10%%)")
-    p.add_argument("--accuracy-threshold", default="1", metavar="POINTS",
+    p.add_argument("--memory-threshold", type=percent, default="10%",
+                   help="minimum peak-memory effect (default 10%%)")
+    p.add_argument("--accuracy-threshold", type=points, default="1", metavar="POINTS",
                    help="top-1 points that count as an accuracy change (default 1)")
     p.add_argument("--min-rounds", type=int, default=regress.MIN_ROUNDS,
                    help=f"rounds each side needs for a latency verdict (default {regress.MIN_ROUNDS})")
@@ -61,6 +74,28 @@ def _add_sequential_flags(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_MAX_DEVICE_SECONDS:.0f})")
 
 
+def model_percent(text: str) -> tuple[str, float]:
+    """`MODEL=PCT` as (model, fraction) (an argparse type): one model file's latency threshold."""
+    model, sep, value = text.partition("=")
+    try:
+        if not sep or not model.strip():
+            raise argparse.ArgumentTypeError("no MODEL=")
+        return model.strip(), percent(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected MODEL=PCT such as tiny.tflite=15%, got {text!r}") from None
+
+
+def points(text: str) -> float:
+    """Top-1 accuracy points from 0 to 100 (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected top-1 points from 0 to 100, got {text!r}")
+    return value
+
+
 def plan_from(args: argparse.Namespace) -> Plan:
     """The sequential plan the flags name; ValueError with one line when one is out of range."""
     if args.more_rounds < 0 or args.rounds_per_look < 1 or args.max_device_seconds <= 0:
@@ -69,17 +104,17 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 
 def thresholds_from(args: argparse.Namespace) -> regress.Thresholds:
-    """The thresholds the flags name; ValueError with one line when one is malformed."""
-    per_model = {}
-    for item in args.model_threshold:
-        model, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model-threshold expects MODEL=PCT, got {item!r}")
-        per_model[model.strip()] = regress.parse_percent(value)
+    """The thresholds the flags name (parsed by their argparse types); ValueError with one line
+    when the sequential plan is out of range."""
     return regress.Thresholds(
-        latency=regress.parse_percent(args.threshold), memory=regress.parse_percent(args.memory_threshold),
-        accuracy=float(args.accuracy_threshold) / 100, per_model=per_model, min_rounds=args.min_rounds,
-        confidence=plan_from(args).confidence)
+        latency=args.threshold, memory=args.memory_threshold, accuracy=args.accuracy_threshold / 100,
+        per_model=dict(args.model_threshold), min_rounds=args.min_rounds, confidence=plan_from(args).confidence)
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """UsageError naming the flag when --junit or --markdown names a path no file can be written to."""
+    check_output(args.junit, "--junit")
+    check_output(args.markdown, "--markdown")
 
 
 class NoBaselineYet(LookupError):
@@ -115,8 +150,9 @@ def main(args: argparse.Namespace) -> int:
     console = stderr_console()
     try:
         thresholds, plan = thresholds_from(args), plan_from(args)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        check_outputs(args)
+    except ValueError as exc:  # UsageError too
+        print_error(console, exc)
         return 2
     with open_results(args, must_exist=True) as store:
         try:
@@ -126,10 +162,10 @@ def main(args: argparse.Namespace) -> int:
             console.print(report.note, highlight=False)
             return show(report, args)
         except RunNotFound as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            print_error(console, exc)
             return 2
         if baseline_id == candidate_id:
-            console.print(f"[red]error:[/red] baseline and candidate are the same run ({baseline_id})")
+            print_error(console, f"baseline and candidate are the same run ({baseline_id})")
             return 2
         baseline, candidate = store.load_run(baseline_id), store.load_run(candidate_id)
         report = regress.compare(baseline, candidate, thresholds)
@@ -147,9 +183,14 @@ def show(report: RegressReport, args: argparse.Namespace) -> int:
     """Print and write the report as the flags ask (table, JSON, Markdown, JUnit, GitHub
     annotations); the exit status it implies."""
     console = stderr_console()
-    if args.junit:
-        with open(args.junit, "w", encoding="utf-8") as f:
-            f.write(junit.to_xml(report))
+    try:
+        if args.junit:
+            write_output(args.junit, "--junit", junit.to_xml(report))
+        if args.markdown and args.markdown != "-":
+            write_output(args.markdown, "--markdown", regress_markdown(report))
+    except UsageError as exc:
+        print_error(console, exc)
+        return 2
     if annotations.in_github_actions():
         # stderr: stdout may carry the one JSON document; the runner reads commands on both.
         for line in annotations.lines(report):
@@ -159,11 +200,6 @@ def show(report: RegressReport, args: argparse.Namespace) -> int:
     # stdout carries one document: the JSON, else the Markdown when it goes there, else the table.
     markdown_out = args.markdown == "-" and not args.json
     (console if args.json or markdown_out else stdout_console()).print(regress_table(report))
-    if args.markdown:
-        text = regress_markdown(report)
-        if args.markdown == "-":
-            (sys.stdout if markdown_out else sys.stderr).write(text)
-        else:
-            with open(args.markdown, "w", encoding="utf-8") as f:
-                f.write(text)
+    if args.markdown == "-":
+        (sys.stdout if markdown_out else sys.stderr).write(regress_markdown(report))
     return 1 if report.regressed and args.fail_on == "regression" else 0

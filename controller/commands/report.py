@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
+import io
 
-from controller.commands import DB_HELP, open_results, stderr_console, stdout_console
+from rich.markup import escape
+
+from controller.commands import (
+    DB_HELP,
+    check_output,
+    open_results,
+    print_error,
+    stderr_console,
+    stdout_console,
+    write_output,
+)
 from controller.history import HISTORY_RUNS, load_history
+from controller.preflight import UsageError
 from controller.render import report
 from controller.render.tables import results_table, variants_table
 from controller.store import RunNotFound
@@ -27,33 +37,27 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.set_defaults(func=main)
 
 
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-    else:
-        Path(path).write_text(text, encoding="utf-8")
-
-
 def main(args: argparse.Namespace) -> int:
     """Carry out `controller report`; returns the exit status."""
     console = stderr_console()
-    with open_results(args, must_exist=True) as store:
-        try:
+    try:
+        # Before the plots are drawn: a mistyped path costs nothing.
+        for flag, path in (("--html", args.html), ("--markdown", args.markdown), ("--csv", args.csv)):
+            check_output(path, flag)
+        with open_results(args, must_exist=True) as store:
             history = load_history(store, args.run, max(1, args.history), args.tag)
-        except RunNotFound as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
-            return 2
-    if args.html:
-        _write(args.html, report.render_html(history))
-        console.print(f"wrote {args.html}")
-    if args.markdown:
-        _write(args.markdown, report.render_markdown(history))
-    if args.csv:
-        if args.csv == "-":
-            report.write_csv(history.run, sys.stdout)
-        else:
-            with open(args.csv, "w", newline="", encoding="utf-8") as f:
-                report.write_csv(history.run, f)
+        if args.html:
+            write_output(args.html, "--html", report.render_html(history))
+            console.print(f"wrote {escape(args.html)}", highlight=False, soft_wrap=True)
+        if args.markdown:
+            write_output(args.markdown, "--markdown", report.render_markdown(history))
+        if args.csv:
+            rows = io.StringIO()
+            report.write_csv(history.run, rows)
+            write_output(args.csv, "--csv", rows.getvalue())
+    except (RunNotFound, UsageError) as exc:
+        print_error(console, exc)
+        return 2
     if not (args.html or args.markdown or args.csv):
         out = stdout_console()
         out.print(results_table(history.run))

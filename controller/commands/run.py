@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
-
-from rich.markup import escape
+from typing import Optional
 
 from agent.formats.preprocess import PreprocessError, load_spec
 from controller import families, preflight, profiles
@@ -17,6 +16,7 @@ from controller.commands import (
     comma_list,
     comma_names,
     open_results,
+    print_error,
     print_json,
     settings_from,
     stderr_console,
@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--tag", help="label for this run (e.g. nightly)")
     p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                    help="free-form run metadata, e.g. commit=abc123 (repeatable)")
+    p.add_argument("--job-timeout", type=float, metavar="SECONDS",
+                   help="give up on a device whose agent makes no progress this long (default: each job's "
+                        "slowest cell at its --max-secs, plus the cooldown and a margin)")
     p.add_argument("--resume", metavar="RUN_ID",
                    help="finish an interrupted run: collect what agents kept, measure what is missing")
     p.add_argument("--db", help=DB_HELP)
@@ -89,19 +92,20 @@ def main(args: argparse.Namespace) -> int:
         family_map = families.parse_mapping(args.family)
         meta = parse_meta(args.meta)
     except (PreprocessError, families.FamilyError, profiles.ProfileError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(console, exc)
         return 2
     if args.resume is None and not (devices and args.models):
-        console.print("[red]error:[/red] --device (or --fleet) and --models are required (unless --resume RUN_ID)")
+        print_error(console, "--device (or --fleet) and --models are required (unless --resume RUN_ID)")
         return 2
     settings = settings_from(args)
     try:
+        preflight.check_job_timeout(args.job_timeout)
         if args.resume is None:
             preflight.check_run(devices, args.threads, settings, args.rounds, args.accuracy_tolerance, args.db)
         else:
             preflight.check_db(args.db)
     except preflight.UsageError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        print_error(console, exc)
         return 2
     request = RunRequest(
         devices=list(dict.fromkeys(devices)), models=args.models, threads=args.threads, delegates=args.delegates,
@@ -109,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
         rounds=args.rounds, tag=args.tag, dataset=args.dataset, preprocess=spec,
         reference=args.reference, families=family_map, accuracy_tolerance=args.accuracy_tolerance / 100,
         require_full_delegation=args.require_full_delegation, op_profile=args.op_profile, meta=meta,
+        job_timeout_s=args.job_timeout,
     )
     # SIGTERM (a CI job cancelled, systemd stopping a timer's service) ends the run like
     # Ctrl-C: what is stored stays, and the run is marked incomplete.
@@ -117,10 +122,11 @@ def main(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     with open_results(args) as store, ProgressDisplay(console) as display:
         try:
-            report = resume(args.resume, store, display) if args.resume else run(request, store, display,
-                                                                                 run_id=run_id)
+            stored_before = store.count_cells(store.resolve(args.resume)) if args.resume else 0
+            report = (resume(args.resume, store, display, job_timeout_s=args.job_timeout) if args.resume
+                      else run(request, store, display, run_id=run_id))
         except (NothingToMeasure, RunNotFound) as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            print_error(console, exc)
             return 2
         except KeyboardInterrupt:
             if not (args.resume or store.has_run(run_id)):
@@ -133,8 +139,24 @@ def main(args: argparse.Namespace) -> int:
             show(report, args.json, console)
             return 130
     show(report, args.json, console)
-    # Nothing measured: no device answered, or one answered and no cell came back.
-    return 0 if report.devices and report.cells else 2
+    return _status(report, console, resumed=stored_before if args.resume else None)
+
+
+def _status(report: RunReport, console, resumed: Optional[int]) -> int:
+    """The exit status of a finished run (the contract's): 2, with one line why, when the results
+    could not be kept, nothing was measured, or a resume left cells unmeasured and measured none."""
+    if report.store_problem is not None:
+        print_error(console, f"results database: {report.store_problem}")
+        return 2
+    # Nothing measured: no device answered, or no cell came back ok (every one failed).
+    if not any(cell.status == "ok" for cell in report.cells):
+        print_error(console, "nothing was measured: no cell finished ok")
+        return 2
+    if resumed is not None and not report.complete and len(report.cells) == resumed:
+        why = report.errors[-1] if report.errors else "no device answered"
+        print_error(console, f"the resume of {report.run_id} measured nothing: {why}")
+        return 2
+    return 0
 
 
 def show(report: RunReport, as_json: bool, console) -> None:

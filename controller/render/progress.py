@@ -7,6 +7,7 @@ progress never imports the run engine.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +18,7 @@ from rich.progress import (
 
 from agent.wire.protocol import Cooling
 from agent.wire.records import Cell
+from agent.wire.text import printable
 
 
 class ProgressDisplay:
@@ -62,4 +64,4 @@ class ProgressDisplay:
 
     def error(self, line: str) -> None:
         """Print a warning line above the bars."""
-        self.progress.console.print(f"[yellow]warning:[/yellow] {line}", highlight=False)
+        self.progress.console.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False)

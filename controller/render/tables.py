@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+from rich.markup import escape
 from rich.table import Table
 
 from agent.wire.records import UNSTABLE_CV, Cell
+from agent.wire.text import printable
 from controller.analysis import opprofiles, steps
 from controller.history import HistoryReport, StepFound
 from controller.records import VERDICTS, CellComparison, FamilyComparison, FigureChange, RegressReport, RunReport
@@ -95,7 +97,7 @@ def top_ops_tables(report: RunReport) -> list[Table]:
 
 def _status(cell: Cell) -> str:
     if cell.status != "ok":
-        return f"[red]failed[/red]: {cell.error}"
+        return f"[red]failed[/red]: {escape(printable(cell.error or ''))}"
     unstable = cell.cv is not None and cell.cv > UNSTABLE_CV
     parity = cell.preprocess_parity is not None and not cell.preprocess_parity.ok
     state = cell.device_state

@@ -14,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Sequence
-from typing import Any, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, TypeVar
 
 import msgspec
 
 from agent.wire.records import Cell
 from controller.records import DeviceInfo, FamilyComparison, RegressReport, RunReport, Transfer
+
+_T = TypeVar("_T")
 
 
 class StoreError(RuntimeError):
@@ -45,11 +47,21 @@ def redacted(location: str) -> str:
 
 
 def _locked(method):
-    """One thread at a time: devices of a fleet run store their cells concurrently."""
+    """One thread at a time: devices of a fleet run store their cells concurrently.
+
+    The outermost call is one operation, run through the back end's `_retrying` (which may
+    run it again whole); the public methods it calls in turn are part of that operation.
+    """
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock:
-            return method(self, *args, **kwargs)
+            if self._in_operation:
+                return method(self, *args, **kwargs)
+            self._in_operation = True
+            try:
+                return self._retrying(functools.partial(method, self, *args, **kwargs))
+            finally:
+                self._in_operation = False
     return wrapper
 
 
@@ -78,8 +90,14 @@ class ResultStore:
     def __init__(self, location: str):
         self.location = location
         self._lock = threading.RLock()
+        self._in_operation = False
 
     # --- what a back end provides -------------------------------------------------
+
+    def _retrying(self, operation: Callable[[], _T]) -> _T:
+        """Run one whole store operation. A back end whose connection can break runs it
+        again on a new one: every write is one transaction, so a failed one left nothing."""
+        return operation()
 
     def _transaction(self) -> contextlib.AbstractContextManager:
         """A context in which statements commit together, or not at all."""

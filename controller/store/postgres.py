@@ -6,17 +6,38 @@ transaction-scoped advisory lock, so controllers that start together against a n
 database do not race each other. Each cell is its own transaction, and the unique
 (run, device, index) key keeps a cell from being stored twice, whoever sends it.
 psycopg 3 comes with the `postgres` extra and is imported only when a URL names it.
+
+A connection that breaks (the server restarts, the connection is terminated, the
+network drops) is opened again and the store operation it failed runs again whole,
+for up to RECONNECT_S seconds per operation (environment variable
+EDGEBENCH_DB_RECONNECT_S; 0 allows one attempt); then a StoreError says so in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from collections.abc import Sequence
-from typing import Any
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional, TypeVar
 
 from controller.store.base import ResultStore, StoreError, redacted
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: Seconds an operation keeps reconnecting after its connection broke, unless
+#: the environment variable RECONNECT_ENV says otherwise.
+RECONNECT_S = 60.0
+RECONNECT_ENV = "EDGEBENCH_DB_RECONNECT_S"
+# Pauses between reconnect attempts: the first, doubled after each failure up to the last.
+_FIRST_PAUSE_S = 0.5
+_MAX_PAUSE_S = 8.0
+# Seconds one connection attempt may take at most (libpq counts fewer than 2 as 2).
+_CONNECT_TIMEOUT_S = 15
 
 # Any fixed number: the key of the advisory lock migrations hold.
 _MIGRATION_LOCK = 0x6564_6765  # "edge"
@@ -93,6 +114,26 @@ def _psycopg():
     return psycopg
 
 
+def _broke(connection: Any, exc: BaseException) -> bool:
+    """Whether `exc` is `connection` breaking, as opposed to an SQL error on a working one."""
+    psycopg = _psycopg()
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and connection.broken
+
+
+def _reconnect_seconds() -> float:
+    """How long an operation keeps reconnecting: RECONNECT_ENV if set, else RECONNECT_S."""
+    text = os.environ.get(RECONNECT_ENV, "").strip()
+    if not text:
+        return RECONNECT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise StoreError(f"{RECONNECT_ENV}={text!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
 class PostgresStore(ResultStore):
     """A PostgreSQL results database, shared by any number of controllers."""
 
@@ -101,9 +142,11 @@ class PostgresStore(ResultStore):
     def __init__(self, url: str):
         super().__init__(url)
         psycopg = _psycopg()
+        self.reconnect_s = _reconnect_seconds()
+        # When the operation under way gives up reconnecting (time.monotonic()).
+        self._deadline: Optional[float] = None
         try:
-            # autocommit: reads leave no transaction open; writes use explicit transactions.
-            self._db = psycopg.connect(url, autocommit=True, connect_timeout=15)
+            self._db = self._connect(_CONNECT_TIMEOUT_S)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {redacted(url)}: {_first_line(exc)}") from None
         try:
@@ -111,6 +154,11 @@ class PostgresStore(ResultStore):
         except psycopg.Error as exc:
             self._db.close()
             raise StoreError(f"{redacted(url)}: {_first_line(exc)}") from None
+
+    def _connect(self, timeout: float) -> Any:
+        """A new connection to the database."""
+        # autocommit: reads leave no transaction open; writes use explicit transactions.
+        return _psycopg().connect(self.location, autocommit=True, connect_timeout=max(2, round(timeout)))
 
     def _migrate(self) -> None:
         """Apply the steps this database lacks, under a lock that other controllers wait for."""
@@ -135,8 +183,102 @@ class PostgresStore(ResultStore):
         row = self._db.execute("SELECT max(version) FROM edgebench_schema").fetchone()
         return row[0] or 0
 
-    def _transaction(self):
-        return self._db.transaction()
+    def _retrying(self, operation: Callable[[], _T]) -> _T:
+        """Run a store operation; when the connection breaks, reconnect and run it again whole.
+
+        That is safe: every write is one transaction whose inserts use ON CONFLICT, so a
+        transaction the server rolled back when the connection went left nothing and runs
+        again the same, and one whose COMMIT went unanswered is settled by `_transaction`
+        before anything runs again. SQL errors are raised as they are.
+        """
+        self._deadline = None
+        while True:
+            connection = self._db
+            try:
+                return operation()
+            except _psycopg().Error as exc:
+                if not _broke(connection, exc):
+                    raise
+                # `_transaction` may have reconnected already, to settle a COMMIT.
+                if self._db is connection:
+                    self._reconnect(exc)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # BEGIN and COMMIT by hand: a transaction block would try (and log failing) a
+        # ROLLBACK on a connection that is gone, and the server has ended it anyway.
+        self._db.execute("BEGIN")
+        try:
+            yield
+            # Asked last: a transaction has an id only once it has written something.
+            # (pg_current_xact_id_if_assigned and pg_xact_status need PostgreSQL 13 or later.)
+            xid = self._db.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
+        except BaseException:
+            if not self._db.broken:
+                self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except _psycopg().Error as exc:
+            # When the connection broke after COMMIT was sent, the server may have committed.
+            # Running the operation again would then find its own rows and answer "stored
+            # already" (add_cell False, start_run RunExists), and a run would drop a cell it
+            # stored; so ask the server how the transaction ended before running it again.
+            if xid is None or not _broke(self._db, exc) or not self._committed(xid, exc):
+                raise
+
+    def _committed(self, xid: str, error: Exception) -> bool:
+        """Whether transaction `xid`, whose COMMIT went unanswered, committed; asked on a new connection."""
+        pause = _FIRST_PAUSE_S
+        while True:
+            if self._db.broken:
+                self._reconnect(error)
+            try:
+                status = self._db.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()[0]
+            except _psycopg().Error as exc:
+                if not _broke(self._db, exc):
+                    raise
+                error = exc
+                continue
+            # "in progress": the server has not yet read the COMMIT, or noticed the old connection gone.
+            if status != "in progress":
+                return status == "committed"
+            pause = self._pause(pause, error)
+
+    def _reconnect(self, error: Exception) -> None:
+        """Replace the broken connection, pausing longer after each failed attempt, until the
+        operation has spent `reconnect_s` seconds; then StoreError."""
+        psycopg = _psycopg()
+        where = redacted(self.location)
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.reconnect_s
+        lost_at = time.monotonic()
+        log.warning("%s: connection lost (%s); reconnecting for up to %g s", where, _first_line(error),
+                    self.reconnect_s)
+        self._db.close()
+        pause = _FIRST_PAUSE_S
+        for attempt in itertools.count(1):
+            try:
+                self._db = self._connect(min(_CONNECT_TIMEOUT_S, self._deadline - time.monotonic()))
+            except psycopg.OperationalError as exc:
+                error = exc
+                log.info("%s: reconnect attempt %d failed: %s", where, attempt, _first_line(exc))
+                pause = self._pause(pause, error)
+            else:
+                log.warning("%s: reconnected after %.1f s", where, time.monotonic() - lost_at)
+                return
+
+    def _pause(self, pause: float, error: Exception) -> float:
+        """Wait `pause` seconds (less if the operation's time runs out first); the next pause.
+
+        StoreError, in one line and without the chain of errors behind it, once the time is up.
+        """
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise StoreError(f"lost the connection to {redacted(self.location)} and could not reconnect within "
+                             f"{self.reconnect_s:g} s ({RECONNECT_ENV}): {_first_line(error)}") from None
+        time.sleep(min(pause, left))
+        return min(2 * pause, _MAX_PAUSE_S)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         # The shared SQL uses `?`; psycopg wants `%s`.

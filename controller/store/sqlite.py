@@ -9,6 +9,7 @@ PostgreSQL database instead of a file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -105,10 +106,16 @@ class SqliteStore(ResultStore):
     def __init__(self, path: Path | str, must_exist: bool = False):
         super().__init__(str(path))
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a directory, not a results database file")
         if must_exist and not self.path.is_file():
             raise StoreError(f"no results database at {self.path} (run `controller run` first, "
                              "or name one with --db / EDGEBENCH_DB)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise StoreError(f"{self.path}: cannot create directory {self.path.parent}: {reason}") from None
         try:
             # isolation_level=None: transactions are explicit (BEGIN ... COMMIT in `_transaction`).
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
@@ -116,8 +123,21 @@ class SqliteStore(ResultStore):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            if not must_exist:
+                self._check_writable()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: {exc}") from None
+            raise _store_error(self.path, exc) from None
+
+    def _check_writable(self) -> None:
+        """Raise SQLite's read-only error now, before a command's work, rather than at its first
+        result. A store that may be created is opened to be written; readers (`must_exist`)
+        may still read a file they cannot write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            # Writes nothing: the same value, rolled back; SQLite refuses it on a read-only file.
+            self._db.execute(f"PRAGMA user_version = {self.schema_version()}")
+        finally:
+            self._db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         """Apply the steps this file lacks, each with its version bump in one transaction."""
@@ -144,10 +164,13 @@ class SqliteStore(ResultStore):
         return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def _transaction(self):
-        return _Transaction(self._db)
+        return _Transaction(self._db, self.path)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._db.execute(sql, params)
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise _store_error(self.path, exc) from None
 
     def close(self) -> None:
         """Close the file."""
@@ -157,11 +180,31 @@ class SqliteStore(ResultStore):
 class _Transaction:
     """BEGIN ... COMMIT, or ROLLBACK when the block raises."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, path: Path):
         self._db = db
+        self._path = path
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _store_error(self._path, exc) from None
 
     def __exit__(self, kind, *exc) -> None:
-        self._db.execute("ROLLBACK" if kind else "COMMIT")
+        if kind:
+            # The block's own error is the one to report; SQLite may have rolled back already.
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("ROLLBACK")
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise _store_error(self._path, exc) from None
+
+
+def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """One line naming the file for what SQLite refused: a read-only file or directory, a full
+    disk, a lock held too long. SQLite itself does not say which file it means."""
+    if "readonly" in str(exc):
+        return StoreError(f"{path} cannot be written ({exc}): the file or its directory is read-only")
+    return StoreError(f"{path}: {exc}")

@@ -80,7 +80,7 @@ def test_bad_lines_are_named_and_the_rest_is_imported(tmp_path):
     assert result.returncode == 2
     assert f"{dump}:1: not JSON" in result.stderr
     assert f"{dump}:2: not a run document" in result.stderr
-    assert f"{dump}:3: run future has schema_version {RUN_SCHEMA_VERSION + 1}, newer" in result.stderr
+    assert f'{dump}:3: run "future" has schema_version {RUN_SCHEMA_VERSION + 1}, newer' in result.stderr
     assert "imported 1 run(s) with 6 cell(s)" in result.stderr
     with open_store(target) as store:
         assert store.all_run_ids() == ["r1"]

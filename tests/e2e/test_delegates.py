@@ -16,11 +16,11 @@ MOBILENET = EXAMPLE_MODELS / "mobilenet_v2_035_96_fp32.tflite"
 LAVAPIPE = Path("/usr/share/vulkan/icd.d/lvp_icd.json")
 
 
-def run_on(profile_dir: Path, db: Path, *args: str, env: dict | None = None) -> dict:
+def run_on(profile_dir: Path, db: Path, *args: str, env: dict | None = None, status: int = 0) -> dict:
     environment = {**os.environ, "EDGEBENCH_PROFILES": str(profile_dir), **(env or {})}
     result = controller("run", "--device", "board", *QUICK, "--threads", "1", *args, "--json", db=db,
                         env=environment)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == status, result.stderr
     return json.loads(result.stdout)
 
 
@@ -59,7 +59,7 @@ def test_partial_delegation_is_reported_and_can_be_refused(tmp_path, profiles):
     assert len(left) == coverage["total_nodes"] - coverage["delegated_nodes"]
     assert all(isinstance(node["index"], int) and node["op_type"] for node in left)
     strict = run_on(profiles, tmp_path / "r.sqlite", "--models", str(model), "--delegates", "xnnpack",
-                    "--require-full-delegation")
+                    "--require-full-delegation", status=2)  # no cell finished ok
     (cell,) = strict["cells"]
     assert cell["status"] == "failed"
     assert cell["error"].startswith("delegation incomplete: xnnpack took")

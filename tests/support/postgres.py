@@ -82,15 +82,24 @@ class PostgresServer:
         # A port that was free a moment ago may be taken by then: try a few.
         for _ in range(5):
             self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=50"
-                       + ("" if self.durable else " -c fsync=off"))
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
-                          "-w", "-t", str(START_TIMEOUT_S), "start")
+                self.start_again()
                 return self.url()
             except NoServer as exc:
                 last = exc
         raise last
+
+    def start_again(self) -> None:
+        """pg_ctl start on `self.port` with the data directory as it is; returns once it accepts connections."""
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c max_connections=50"
+                   + ("" if self.durable else " -c fsync=off"))
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options,
+                  "-w", "-t", str(START_TIMEOUT_S), "start")
+
+    def halt(self) -> None:
+        """pg_ctl stop -m fast, keeping the data directory and port for `start_again`: every
+        connection is ended and new ones are refused."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         """`postgresql://` URL of a database on this server."""

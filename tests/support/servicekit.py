@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import select
@@ -14,22 +16,71 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import pytest
 import zmq
 
 from agent.wire import keys as key_files
 from agent.wire import protocol
 from agent.wire.keys import load_public, load_secret
-from agent.wire.protocol import READY_PREFIX, Error, Ping, Pong
+from agent.wire.protocol import READY_PREFIX, CellDone, CellSpec, Error, JobDone, Ping, Pong
+from agent.wire.records import Cell, Settings
 from controller.client import AgentClient, load_curve_keys
 from controller.local_agent import read_line
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "examples" / "models"
+DIGITS = MODELS / "digits_cnn_int8.tflite"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 REPLY_TIMEOUT_MS = 15_000
 # Measuring settings that keep cells short: these tests check behaviour, not speed.
 QUICK = ["--warmup-runs", "1", "--warmup-min-secs", "0", "--num-runs", "5", "--min-secs", "0"]
+QUICK_SETTINGS = Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0)
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: Path, size: str):
+    """A real tmpfs of `size` mounted at `path` (skips where mounting is not allowed)."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, check=False, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, timeout=30)
+
+
+def padded(directory: Path, name: str, size: int) -> tuple[Path, str]:
+    """A real model file padded to `size` bytes (a valid blob to transfer); its path and sha256."""
+    data = DIGITS.read_bytes()
+    data += name.encode() * ((size - len(data)) // len(name)) + b"\0" * ((size - len(data)) % len(name))
+    path = directory / name
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cell_spec(model: Path = DIGITS, **fields) -> CellSpec:
+    """A quick xnnpack cell of `model` on one thread, with `fields` changed."""
+    return CellSpec(**{"model_sha256": sha256_of(model), "model_name": model.name, "delegate": "xnnpack",
+                       "threads": 1, "settings": QUICK_SETTINGS, **fields})
+
+
+def run_job(agent: ServiceAgent, job_id: str, cells: list[CellSpec], models: tuple[Path, ...] = (DIGITS,),
+            **kwargs) -> tuple[JobDone, list[Cell]]:
+    """Push `models` and run `cells` as one job over a fresh connection: its end and its cells."""
+    done: list[CellDone] = []
+    with agent.client() as client:
+        client.hello(timeout_s=30)
+        for model in models:
+            client.push_model(str(model), sha256_of(model), model.stat().st_size, model.name)
+        end = client.run_job(job_id, cells, on_cell=done.append, **kwargs)
+    return end, [result.cell for result in sorted(done, key=lambda result: result.index)]
 
 
 class NotifySocket:
@@ -53,7 +104,21 @@ class NotifySocket:
             if wanted in message.splitlines():
                 return seen
 
+    def collect(self) -> list[tuple[float, str]]:
+        """Read every datagram from now on in the background: (monotonic time, text), in order."""
+        received: list[tuple[float, str]] = []
+
+        def read() -> None:
+            with contextlib.suppress(OSError):
+                while data := self.socket.recv(4096):
+                    received.append((time.monotonic(), data.decode()))
+
+        threading.Thread(target=read, daemon=True).start()
+        return received
+
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)  # ends a collecting thread's recv
         self.socket.close()
 
 
@@ -86,11 +151,12 @@ class ServiceAgent:
             f'secret_key = "{self.secret}"\nallowed_keys_dir = "{self.allowed}"\nlog_level = "debug"\n'
             + self.extra_config)
 
-    def start(self, env: Optional[dict] = None) -> str:
-        """Start the agent; returns its endpoint once it accepts connections. Restarts reuse the port."""
+    def start(self, env: Optional[dict] = None, args: tuple[str, ...] = (), prefix: tuple[str, ...] = ()) -> str:
+        """Start the agent (`prefix` runs it, e.g. under `prlimit`); returns its endpoint once it
+        accepts connections. Restarts reuse the port."""
         self.write_config()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "serve", "--config", str(self.config)],
+            [*prefix, sys.executable, "-m", "agent", "serve", "--config", str(self.config), *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})})
         threading.Thread(target=self._copy_log, args=(self.process.stderr,), daemon=True).start()
@@ -161,9 +227,9 @@ class ServiceAgent:
 class RawController:
     """An authenticated DEALER that sends whatever frames it is given."""
 
-    def __init__(self, agent: ServiceAgent):
+    def __init__(self, agent: ServiceAgent, context: Optional[zmq.Context] = None):
         public, secret = load_secret(agent.client_secret)
-        self.socket = zmq.Context.instance().socket(zmq.DEALER)
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.CURVE_SERVERKEY, load_public(agent.public))
         self.socket.setsockopt(zmq.CURVE_PUBLICKEY, public)
