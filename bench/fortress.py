@@ -13,7 +13,22 @@ After every batch of ten other messages a ping must come back; after every flood
 must get a WELCOME. A dead agent is counted and restarted. RSS and open files of the agent
 are read before (after one normal cell), right after the fuzz and after 60 s idle.
 
+With `--minutes M` the fuzz runs for that long instead, and after each flood one of three
+abuses of an allowed controller takes its turn (their figures are summed in the result):
+
+- the wedge: the agent's disk fills while a cell runs (a real tmpfs holds its data; skipped
+  where none can be mounted), then empties: the result must arrive anyway, a job on the
+  full disk must be refused with one line, the held result must reach the disk, and the
+  next job must run;
+- the ballooning cell: a real model whose input batch is raised until it needs gigabytes,
+  under `--cell-memory-limit-mb`: it must fail with "memory limit" and the next cell run;
+- the slot holder: four connections offering blobs again and again without a chunk, while
+  a real push from the same address must still go through.
+
+At the end the agent must answer, a normal cell run, and no partial or temporary file stay.
+
     python bench/fortress.py [--messages 100000] [--idle 60]
+    python bench/fortress.py --minutes 30 --idle 60     # the mixed abuse run
 """
 
 from __future__ import annotations
@@ -25,11 +40,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import msgspec
 import psutil
@@ -55,6 +72,7 @@ from controller.client import AgentClient, AgentError
 from controller.local_agent import read_line
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tests.support: the ballooned model the tests make too
 MODEL = REPO / "examples" / "models" / "digits_cnn_int8.tflite"
 SHA = hashlib.sha256(MODEL.read_bytes()).hexdigest()
 QUICK = Settings(warmup_runs=1, warmup_min_secs=0, num_runs=5, min_secs=0)
@@ -72,17 +90,18 @@ def spec() -> CellSpec:
 class Agent:
     """`agent serve` on a loopback port with its own data directory."""
 
-    def __init__(self, data: Path):
-        self.data = data
+    def __init__(self, data: Path, log: Path, memory_limit_mb: int):
+        self.data, self.log_path, self.memory_limit_mb = data, log, memory_limit_mb
         self.process = None
         self.endpoint = None
         self.deaths = 0
 
     def start(self) -> None:
-        self.log = open(self.data.parent / "agent.log", "ab")  # noqa: SIM115
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "agent", "serve", "--insecure", "--bind", "tcp://127.0.0.1:*",
-             "--data-dir", str(self.data), "--log-level", "warning"],
+             "--data-dir", str(self.data), "--log-level", "warning",
+             "--cell-memory-limit-mb", str(self.memory_limit_mb)],
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         line = read_line(self.process.stdout, 60)
         assert line.startswith(READY_PREFIX), line
@@ -251,6 +270,141 @@ def phone_warm_up(agent: Agent) -> None:
             client.info(android=AndroidTarget(serial="EDGEBENCH-NO-SUCH-PHONE"))
 
 
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str):
+    """A real tmpfs at `path`, or None where mounting is not allowed (the wedge is then skipped)."""
+    path.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, check=False, timeout=30).returncode == 0
+    try:
+        yield path if mounted else None
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False, timeout=30)
+
+
+class Abuses:
+    """The three abuses of an allowed controller, each a real sequence against the running agent."""
+
+    def __init__(self, agent: Agent, disk: Optional[Path], balloon_model: Path):
+        self.agent, self.disk, self.balloon_model = agent, disk, balloon_model
+        self.figures: dict[str, dict] = {"wedge": collections.Counter(), "balloon": collections.Counter(),
+                                         "slot_holder": collections.Counter()}
+        self.slowest: dict[str, float] = collections.defaultdict(float)
+
+    def _dealer(self) -> zmq.Socket:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.agent.endpoint)
+        return sock
+
+    def _next(self, sock: zmq.Socket, kind: type, job_id: str):
+        while sock.poll(60_000):
+            message, _ = protocol.decode(sock.recv_multipart())
+            if isinstance(message, kind) and getattr(message, "job_id", None) == job_id:
+                return message
+        raise AssertionError(f"no {kind.__name__} for {job_id} within 60 s")
+
+    def wedge(self, n: int) -> None:
+        """The disk fills during a cell, then empties."""
+        figures = self.figures["wedge"]
+        if self.disk is None:
+            figures["skipped_no_tmpfs"] += 1
+            return
+        job_id, sock = f"wedge-{n}", self._dealer()
+        slow = msgspec.structs.replace(QUICK, min_secs=1.0, max_secs=10.0)
+        try:
+            normal_cell(self.agent, f"wedge-push-{n}")  # the model is cached before the disk fills
+            sock.send_multipart(protocol.encode(RunJob(job_id=job_id, cells=[msgspec.structs.replace(
+                spec(), settings=slow)])))
+            self._next(sock, protocol.CellStarted, job_id)
+            filler = self.disk / "filler"
+            with open(filler, "wb") as f, contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * (64 << 10))
+                    f.flush()
+            full_at = time.monotonic()
+            done = self._next(sock, CellDone, job_id)
+            figures["results_arrived"] += done.cell.status == "ok"
+            figures["said_held_in_memory"] += any("could not write" in w for w in done.cell.warnings)
+            self._next(sock, JobDone, job_id)
+            try:
+                normal_cell(self.agent, f"wedge-refused-{n}")
+            except AgentError as exc:
+                figures["jobs_refused_on_full_disk"] += "cannot record the job" in str(exc)
+            filler.unlink()
+            outbox = Outbox(self.agent.data / "outbox")  # reads the disk only: what the agent wrote
+            while "cell-0.msgpack" not in outbox.pending_names(job_id):  # the agent rewrites every 5 s
+                assert time.monotonic() - full_at < 60, "the held result never reached the disk"
+                time.sleep(0.1)
+            self.slowest["wedge_result_on_disk_s"] = max(self.slowest["wedge_result_on_disk_s"],
+                                                         time.monotonic() - full_at)
+            figures["results_written_later"] += 1
+            sock.send_multipart(protocol.encode(protocol.Ack(job_id=job_id, done=True)))
+            figures["next_job_ok"] += normal_cell(self.agent, f"wedge-after-{n}") == "ok"
+            figures["rounds"] += 1
+        finally:
+            sock.close()
+
+    def balloon(self, n: int) -> None:
+        """A cell that asks for gigabytes, then a normal one."""
+        figures = self.figures["balloon"]
+        sha = hashlib.sha256(self.balloon_model.read_bytes()).hexdigest()
+        big = msgspec.structs.replace(spec(), model_sha256=sha, model_name=self.balloon_model.name)
+        cells = []
+        with AgentClient(self.agent.endpoint) as client:
+            client.hello(timeout_s=30)
+            client.push_model(str(self.balloon_model), sha, self.balloon_model.stat().st_size,
+                              self.balloon_model.name)
+            client.push_model(str(MODEL), SHA, MODEL.stat().st_size, MODEL.name)
+            client.run_job(f"balloon-{n}", [big, spec()], on_cell=cells.append)
+        cells.sort(key=lambda done: done.index)
+        error = cells[0].cell.error or ""
+        figures["failed_with_memory_limit"] += error.startswith("memory limit:")
+        reached = re.search(r"reached (\d+) MB", error)
+        if reached:
+            self.slowest["balloon_reached_mb_max"] = max(self.slowest["balloon_reached_mb_max"],
+                                                         float(reached.group(1)))
+        figures["next_cell_ok"] += cells[1].cell.status == "ok"
+        figures["rounds"] += 1
+
+    def slot_holder(self, n: int) -> None:
+        """Four connections offer blobs again and again; a real push goes through meanwhile."""
+        figures = self.figures["slot_holder"]
+        holders = [self._dealer() for _ in range(4)]
+        offers = [protocol.encode(Offer(sha256=hashlib.sha256(b"held %d %d" % (n, k)).hexdigest(),
+                                        size=8 << 20, name="held.tflite")) for k in range(16)]
+        try:
+            for again in range(3):
+                for k, frames in enumerate(offers):
+                    holders[k % 4].send_multipart(frames)
+                if again == 1:
+                    figures["pushes_ok_while_held"] += normal_cell(self.agent, f"beside-holder-{n}") == "ok"
+            parts = len(list((self.agent.data / "models").glob("*.part")))
+            self.slowest["slot_holder_parts_max"] = max(self.slowest["slot_holder_parts_max"], parts)
+            figures["rounds"] += 1
+        finally:
+            for sock in holders:
+                sock.close()
+
+    def run(self, n: int) -> None:
+        """One of the three, in turn; a failed check is counted, not fatal."""
+        abuse = (self.wedge, self.balloon, self.slot_holder)[n % 3]
+        start = time.monotonic()
+        try:
+            abuse(n)
+        except (AssertionError, AgentError) as exc:
+            print(f"{abuse.__name__} {n}: {exc}", file=sys.stderr)
+            self.figures[abuse.__name__]["failed"] += 1
+        self.slowest[f"{abuse.__name__}_s"] = max(self.slowest[f"{abuse.__name__}_s"], time.monotonic() - start)
+
+
+def leftovers(data: Path) -> list[str]:
+    """Partial transfers and half-written outbox files in the agent's data directory."""
+    return sorted(str(path.relative_to(data)) for pattern in ("models/*.part", "outbox/*/*.tmp")
+                  for path in data.glob(pattern))
+
+
 def normal_cell(agent: Agent, job_id: str) -> str:
     cells = []
     with AgentClient(agent.endpoint) as client:
@@ -263,14 +417,21 @@ def normal_cell(agent: Agent, job_id: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--minutes", type=float, help="fuzz for this long, with the three abuses, instead")
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--cell-memory-limit-mb", type=int, default=400)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
+    from tests.support.balloon import balloon
+
+    with tempfile.TemporaryDirectory() as tmp, tmpfs(Path(tmp) / "disk", "256m") as disk:
+        data = (disk or Path(tmp)) / "data"
         flood_job(data)
-        agent = Agent(data)
+        agent = Agent(data, Path(tmp) / "agent.log", args.cell_memory_limit_mb)
         agent.start()
+        big = balloon(REPO / "examples" / "models" / "digits_cnn_fp32.tflite", 230_000,
+                      Path(tmp) / "digits_batch230000.tflite")
+        abuses = Abuses(agent, disk, big) if args.minutes else None
         assert normal_cell(agent, "warm-up") == "ok"
         phone_warm_up(agent)
         before = agent.footprint()
@@ -278,13 +439,21 @@ def main() -> int:
         makers = [fuzz.random_frames, fuzz.mutated, fuzz.typed, fuzz.hostile_valid]
         flooded, floods, lost_pongs, welcomes_failed = 0, 0, 0, 0
         start = time.monotonic()
-        while fuzz.thrown + flooded < args.messages:
+
+        def going() -> bool:
+            if args.minutes:
+                return time.monotonic() - start < args.minutes * 60
+            return fuzz.thrown + flooded < args.messages
+
+        while going():
             for _ in range(2000 // BATCH):
                 if not fuzz.throw([makers[(fuzz.thrown + n) % len(makers)]() for n in range(BATCH)]):
                     lost_pongs += 1
                     agent.alive()
                     fuzz.reconnect()
             flooded += fuzz.reattach_flood() if floods % 2 == 0 else fuzz.id_flood()
+            if abuses is not None:
+                abuses.run(floods)
             floods += 1
             if not agent.alive() or not fuzz.welcome():
                 welcomes_failed += 1
@@ -295,6 +464,7 @@ def main() -> int:
         idle = agent.footprint()
         normal = normal_cell(agent, "after-fuzz")
         agent.alive()
+        left = leftovers(data)
         agent.stop()
         outbox_bytes = Outbox(data / "outbox").size_bytes()
         result = {
@@ -304,10 +474,14 @@ def main() -> int:
             "before": before, "after_fuzz": after, f"after_{args.idle:.0f}s_idle": idle,
             "rss_growth_mb_after_idle": round(idle["rss_mb"] - before["rss_mb"], 1),
             "extra_open_files_after_idle": idle["open_files"] - before["open_files"],
-            "outbox_bytes_after": outbox_bytes, "normal_cell_after": normal,
+            "outbox_bytes_after": outbox_bytes, "normal_cell_after": normal, "leftover_files": left,
         }
+        if abuses is not None:
+            result["abuses"] = {name: dict(counts) for name, counts in abuses.figures.items()}
+            result["abuse_extremes"] = {name: round(value, 1) for name, value in abuses.slowest.items()}
     print(json.dumps(result, indent=2))
-    return 0 if result["deaths"] == 0 and normal == "ok" else 1
+    failed = abuses is not None and any(counts.get("failed") for counts in abuses.figures.values())
+    return 0 if result["deaths"] == 0 and normal == "ok" and not left and not failed else 1
 
 
 if __name__ == "__main__":
