@@ -127,17 +127,17 @@ def has_firmware_throttle(sys_root: SysRoot) -> bool:
 
 def read_sched_ns() -> Optional[tuple[int, int]]:
     """(ns on a CPU, ns runnable but waiting for one), summed over this process's threads
-    (/proc/self/task/*/schedstat); None where the kernel does not keep schedstats."""
+    (/proc/self/task/*/schedstat); None where the kernel does not keep schedstats, or keeps
+    no run time (a running process with 0 ns on a CPU: its wait alone would read as 100 %)."""
     run = wait = 0
-    found = False
     for path in glob.glob("/proc/self/task/*/schedstat"):
         try:
             with open(path) as f:
                 fields = f.read().split()
-            run, wait, found = run + int(fields[0]), wait + int(fields[1]), True
+            run, wait = run + int(fields[0]), wait + int(fields[1])
         except (OSError, ValueError, IndexError):
             continue  # a thread that ended meanwhile
-    return (run, wait) if found else None
+    return (run, wait) if run > 0 else None
 
 
 def wait_share(start: Optional[tuple[int, int]], end: Optional[tuple[int, int]]) -> Optional[float]:

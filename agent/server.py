@@ -8,6 +8,9 @@ spins. Anything a controller sends that cannot be decoded, validated or honoured
 Results are written to the outbox by the job thread before they are sent, and the loop
 routes them to whichever connection last claimed the job: a controller that reconnects
 re-sends its `RunJob` (same id) and gets every unacknowledged result again.
+
+The loop answers `Hello`, `Ping` and `InfoRequest` itself; transfers (agent.transfers) and
+jobs (agent.claims) have handlers of their own, and agent.clients knows the connections.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import msgspec
@@ -31,7 +33,9 @@ from zmq.utils.monitor import parse_monitor_message
 
 from agent import __version__, trust
 from agent import runtime as runtimes
-from agent.cache import Incoming, ModelCache, TransferError
+from agent.cache import ModelCache
+from agent.claims import Claims
+from agent.clients import Clients
 from agent.config import AgentConfig, cell_memory_limit_mb
 from agent.datadir import lock_data_dir
 from agent.facts import read_facts
@@ -44,17 +48,15 @@ from agent.wire import protocol
 from agent.wire.keys import check_private, load_secret
 from agent.wire.protocol import (
     Ack,
+    AndroidTarget,
     Cancel,
     CellDone,
     CellStarted,
     Chunk,
     Error,
-    Fetch,
-    Have,
     Hello,
     InfoReply,
     InfoRequest,
-    JobAccepted,
     JobDone,
     Message,
     Offer,
@@ -69,20 +71,10 @@ from agent.zap import ZAP_DOMAIN, ZapHandler
 log = logging.getLogger("edgebench.agent")
 
 _RESULTS = "inproc://edgebench-results"
-# How long the agent remembers a silent connection (a waiting controller pings every
-# 5 s), and how many it remembers at most.
-CLIENT_IDLE_S = 30.0
-MAX_CLIENTS = 4096
-# Jobs waiting for the job thread at once (each holds its cells in memory).
-MAX_QUEUED_JOBS = 32
-# The outbox is pruned at start and after this many accepted jobs.
-PRUNE_EVERY = 32
 # libzmq's own heartbeat on every connection: a dead peer is noticed even mid-transfer.
 ZMQ_HEARTBEAT_MS = 10_000
 # Messages queued for one slow connection before libzmq drops more (ZMQ_SNDHWM).
 SEND_HWM = 1000
-# A refused claim on a job is answered once per this interval per connection.
-REFUSE_INTERVAL_S = 1.0
 # Quiet this long after traffic, the agent hands freed memory back to the system.
 TRIM_AFTER_S = 5.0
 # Results held in memory (the disk refused them) are written again this often.
@@ -107,17 +99,6 @@ class _Route(msgspec.Struct, array_like=True):
 
 _route_encoder = msgspec.msgpack.Encoder()
 _route_decoder = msgspec.msgpack.Decoder(_Route)
-
-
-@dataclass
-class _Client:
-    """What the agent tracks per connected controller."""
-
-    last_seen: float = field(default_factory=time.monotonic)
-    fd: Optional[int] = None  # its TCP connection, to notice the hang-up
-    gone: bool = False
-    refused_at: float = -1e9
-    peer: str = ""  # who is behind the connection: its CURVE key, or its address
 
 
 def _malloc_trim() -> Callable[[], None]:
@@ -149,16 +130,6 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _peer(frame: zmq.Frame) -> str:
-    """Who sent a message: the CURVE key its handshake proved, else its address."""
-    for prop in ("User-Id", "Peer-Address"):
-        with contextlib.suppress(zmq.ZMQError, KeyError):
-            value = frame.get(prop)
-            if value:
-                return str(value)
-    return ""
-
-
 class AgentServer:
     """Serves controllers on one ROUTER socket until `stop()` or SIGTERM/SIGINT."""
 
@@ -177,21 +148,18 @@ class AgentServer:
         self._data_lock = lock_data_dir(data, wait_s=lock_wait_s, lifeline=lifeline is not None)
         self.runtime = runtimes.detect()
         self.cache = ModelCache(data / "models", config.cache_quota_bytes)
-        self.transfers = Transfers(self.cache, self._refuse_transfer)
+        self.clients = Clients()
+        self.transfers = Transfers(self.cache, self.clients, self._reply)
         self.outbox = Outbox(data / "outbox")
         self.outbox.recover()
         self.outbox.prune()
         self.replays = Replays(self.outbox, self._reply)
-        self._accepted = 0
         self.facts = read_facts(config.root)
         self.cell_memory_limit_mb = cell_memory_limit_mb(config.cell_memory_limit_mb, self.facts.memory_mb)
         self._stall_reported: Optional[str] = None
         self._next_rewrite: Optional[float] = None
         self.endpoint: Optional[str] = None
         self.messages_received = 0
-        self._clients: dict[bytes, _Client] = {}
-        self._job_clients: dict[str, bytes] = {}
-        self._job_models: dict[str, list[str]] = {}
         self._stopping = threading.Event()
         self._jobs_stopped = threading.Event()
         self._reload = threading.Event()
@@ -218,27 +186,28 @@ class AgentServer:
         self._router.setsockopt(zmq.RCVHWM, 0)
         # Hang-ups, matched to controllers by their connection's file descriptor.
         self._monitor = self._router.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        self._closed_fds: set[int] = set()
         self._busy_since_trim, self._last_busy = False, time.monotonic()
         self._results = self._ctx.socket(zmq.PULL)
         self._results.bind(_RESULTS)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._handlers: dict[type, Callable[[bytes, Message, list], None]] = {
-            Hello: self._on_hello,
-            Ping: self._on_ping,
-            InfoRequest: self._on_info,
-            Offer: self._on_offer,
-            Chunk: self._on_chunk,
-            RunJob: self._on_run,
-            Ack: self._on_ack,
-            Cancel: self._on_cancel,
-        }
         self._local = threading.local()
         self.jobs = JobRunner(self.cache, self.runtime, self._send_from_thread, config.root,
                               libraries=config.delegate_libraries, data_dir=data,
                               memory_limit_mb=self.cell_memory_limit_mb)
+        self.claims = Claims(self.outbox, self.replays, self.jobs, self.cache, self.clients, self._reply,
+                             self._phone_allowed, self._stopping)
+        self._handlers: dict[type, Callable[[bytes, Message, list], None]] = {
+            Hello: self._on_hello,
+            Ping: self._on_ping,
+            InfoRequest: self._on_info,
+            Offer: self.transfers.on_offer,
+            Chunk: self.transfers.on_chunk,
+            RunJob: self.claims.on_run,
+            Ack: self.claims.on_ack,
+            Cancel: self.claims.on_cancel,
+        }
 
     def bind(self) -> str:
         """Bind the ROUTER socket; returns the actual endpoint (a `*` port resolved)."""
@@ -323,10 +292,8 @@ class AgentServer:
 
     def _poll_timeout_ms(self, next_ping: Optional[float]) -> Optional[int]:
         deadlines = [next_ping] if next_ping is not None else []
-        if self._clients:
-            deadlines.append(min(c.last_seen for c in self._clients.values()) + CLIENT_IDLE_S)
-        deadlines += [d for d in (self.transfers.next_deadline(), self.replays.next_deadline(),
-                                  self._next_rewrite) if d is not None]
+        deadlines += [d for d in (self.clients.next_deadline(), self.transfers.next_deadline(),
+                                  self.replays.next_deadline(), self._next_rewrite) if d is not None]
         if self._busy_since_trim:
             deadlines.append(self._last_busy + TRIM_AFTER_S)
         if not deadlines:
@@ -401,10 +368,7 @@ class AgentServer:
             except zmq.Again:
                 return
             route = _route_decoder.decode(frames[0])
-            if route.done:
-                self.cache.unpin(self._job_models.pop(route.job_id, []))
-            # Job messages go to whoever claimed the job last; other replies to who asked.
-            client = self._job_clients.get(route.job_id) if route.job_id else route.asker
+            client = self.claims.recipient(route.job_id, route.asker, route.done)
             if client is None:  # kept in the outbox until a controller claims the job
                 continue
             if route.stored and self.replays.covers(route.job_id, client, route.stored):
@@ -423,14 +387,7 @@ class AgentServer:
             # libzmq's buffers, written and hashed without another copy.
             client = raw[0].bytes
             frames = [frame.bytes for frame in raw[1:3]] + [frame.buffer for frame in raw[3:]]
-            state = self._client(client)
-            state.last_seen = time.monotonic()
-            with contextlib.suppress(zmq.ZMQError):
-                state.fd = raw[0].get(zmq.SRCFD)
-            if not state.peer:
-                state.peer = _peer(raw[0])
-            # Messages queued before a hang-up arrive after it: they do not make the peer alive.
-            state.gone = state.fd in self._closed_fds
+            self.clients.heard(client, raw[0])
             try:
                 message, payload = protocol.decode(frames)
                 bad = protocol.problem(message, payload)
@@ -455,7 +412,7 @@ class AgentServer:
                 handler(client, message, payload)
             except Exception as exc:  # a handler bug must not stop the agent
                 log.exception("client %s: %s failed", client.hex(), type(message).__name__)
-                self._reply(client, Error(message=f"agent error handling {type(message).__name__}: {exc}"))
+                self._reply(client, Error(message=f"agent error handling {type(message).__name__}: {quote(str(exc))}"))
 
     def _reply(self, client: bytes, message: Message, *payload: bytes) -> None:
         # ROUTER drops what a slow or vanished peer cannot take (SNDHWM); never blocks.
@@ -470,12 +427,9 @@ class AgentServer:
                 return
             fd = int(event["value"])
             if event["event"] == zmq.EVENT_ACCEPTED:
-                self._closed_fds.discard(fd)  # a new connection on a reused descriptor
+                self.clients.accepted(fd)
             elif event["event"] == zmq.EVENT_DISCONNECTED:
-                self._closed_fds.add(fd)
-                for state in self._clients.values():
-                    if state.fd == fd:
-                        state.gone = True
+                self.clients.hung_up(fd)
 
     def _send_from_thread(self, client: bytes, message: Message) -> None:
         """Called by the job thread: persist a result (in memory when the disk refuses it),
@@ -493,36 +447,15 @@ class AgentServer:
                        stored=stored)
         sock.send_multipart([_route_encoder.encode(route), *protocol.encode(message)])
 
-    def _client(self, client: bytes) -> _Client:
-        state = self._clients.get(client)
-        if state is None:
-            if len(self._clients) >= MAX_CLIENTS:  # ids are free to invent: forget the oldest
-                del self._clients[min(self._clients, key=lambda c: self._clients[c].last_seen)]
-            state = self._clients[client] = _Client()
-        return state
-
-    def _alive(self, client: bytes) -> Optional[_Client]:
-        state = self._clients.get(client)
-        if state is None or state.gone or time.monotonic() - state.last_seen > CLIENT_IDLE_S:
-            return None
-        return state
-
     def _forget_idle_clients(self) -> None:
         now = time.monotonic()
-        forgotten = [client for client, state in self._clients.items() if now - state.last_seen > CLIENT_IDLE_S]
-        for client in forgotten:
-            del self._clients[client]
+        forgotten = self.clients.forget_idle(now)
         if forgotten:
             # Jobs of forgotten controllers have no owner: their results wait in the outbox.
-            gone = set(forgotten)
-            for job_id in [job for job, owner in self._job_clients.items() if owner in gone]:
-                del self._job_clients[job_id]
+            self.claims.forget(forgotten)
             self._busy_since_trim, self._last_busy = True, now  # freed: hand it back soon
-        if self.transfers.expire(now, self._request_credit):
+        if self.transfers.expire(now):
             self._busy_since_trim, self._last_busy = True, now
-
-    def _refuse_transfer(self, client: bytes, sha256: str, reason: str) -> None:
-        self._reply(client, Error(message=reason, ref=sha256))
 
     def _on_hello(self, client: bytes, message: Hello, payload: list) -> None:
         log.info("client %s: hello (controller %s, protocol minor %d)", client.hex(),
@@ -536,8 +469,7 @@ class AgentServer:
 
     def _on_ping(self, client: bytes, message: Ping, payload: list) -> None:
         # A controller waiting for its job learns whether it waits in line or for a stuck agent.
-        mine = {job_id for job_id, owner in self._job_clients.items() if owner == client}
-        self._reply(client, Pong(seq=message.seq, ahead=self.jobs.ahead(mine) if mine else None,
+        self._reply(client, Pong(seq=message.seq, ahead=self.claims.ahead(client),
                                  stalled=self.jobs.progress.stalled()))
 
     def _on_info(self, client: bytes, message: InfoRequest, payload: list) -> None:
@@ -548,7 +480,7 @@ class AgentServer:
             return
         self._reply(client, InfoReply(facts=read_facts(self.config.root)))
 
-    def _phone_allowed(self, client: bytes, target, ref: str) -> bool:
+    def _phone_allowed(self, client: bytes, target: AndroidTarget, ref: str) -> bool:
         try:
             trust.check_phone(target, self.config.phones)
         except trust.NotAllowed as exc:
@@ -556,148 +488,6 @@ class AgentServer:
             self._reply(client, Error(message=str(exc), ref=ref))
             return False
         return True
-
-    def _on_offer(self, client: bytes, message: Offer, payload: list) -> None:
-        kind = getattr(message, "kind", "model")
-        if self.transfers.get(client, message.sha256) is not None:
-            # Its own transfer, offered again: it goes on as it was (no new requests, no more time).
-            log.debug("client %s: offered %s again; the transfer goes on", client.hex(), message.sha256[:12])
-            return
-        try:
-            if self.cache.has(message.sha256, kind):
-                self._reply(client, Have(sha256=message.sha256, transferred=0))
-                return
-            transfer = self.transfers.start(client, self._client(client).peer, message.sha256, message.size,
-                                            protocol.CHUNK_SIZE, kind)
-        except (TransferError, OSError) as exc:
-            log.warning("client %s: refused %s: %s", client.hex(), message.sha256, exc)
-            self._reply(client, Error(message=str(exc), ref=message.sha256))
-            return
-        if transfer is None:
-            log.info("client %s: waits for %s, already arriving from another controller",
-                     client.hex(), message.sha256)
-            return
-        log.info("client %s: receiving %s (%d bytes, from %d)", client.hex(), message.name,
-                 message.size, transfer.incoming.received)
-        self._request_credit(client, transfer.incoming)
-
-    def _request_credit(self, client: bytes, incoming: Incoming) -> bool:
-        for _ in range(protocol.FETCH_CREDIT):
-            if not self._request_next(client, incoming):
-                break
-        return True
-
-    def _request_next(self, client: bytes, incoming: Incoming) -> bool:
-        request = incoming.next_request()
-        if request is None:
-            return False
-        offset, length = request
-        self._reply(client, Fetch(sha256=incoming.sha256, offset=offset, length=length))
-        return True
-
-    def _on_chunk(self, client: bytes, message: Chunk, payload: list) -> None:
-        transfer = self.transfers.get(client, message.sha256)
-        if transfer is None:
-            self._reply(client, Error(message="chunk without an offer", ref=message.sha256))
-            return
-        transfer.last_active = time.monotonic()
-        incoming = transfer.incoming
-        try:
-            complete = incoming.write(message.offset, payload[0])
-        except (TransferError, OSError) as exc:
-            self.transfers.finish(message.sha256, failed=True)
-            log.warning("client %s: transfer %s failed: %s", client.hex(), message.sha256, exc)
-            for waiting in transfer.everyone():
-                self._reply(waiting, Error(message=str(exc), ref=message.sha256))
-            return
-        if complete:
-            self.transfers.finish(message.sha256, failed=False)
-            log.info("client %s: stored %s", client.hex(), message.sha256)
-            for waiting in transfer.everyone():
-                self._reply(waiting, Have(sha256=message.sha256, transferred=incoming.size if
-                                          waiting == client else 0))
-        else:
-            self._request_next(client, incoming)
-
-    def _on_run(self, client: bytes, message: RunJob, payload: list) -> None:
-        if message.android is not None and not self._phone_allowed(client, message.android, message.job_id):
-            return
-        if self.outbox.known(message.job_id):
-            self._reattach(client, message)
-            return
-        if self._stopping.is_set():
-            self._reply(client, Error(message="agent is stopping; not accepting jobs", ref=message.job_id))
-            return
-        stalled = self.jobs.progress.stalled()
-        if stalled is not None:
-            self._reply(client, Error(message=f"{stalled}; not accepting jobs until the agent restarts",
-                                      ref=message.job_id))
-            return
-        if self.jobs.queued() >= MAX_QUEUED_JOBS:
-            self._reply(client, Error(message=f"the agent has {MAX_QUEUED_JOBS} jobs queued; try again later",
-                                      ref=message.job_id))
-            return
-        self._accepted += 1
-        if self._accepted % PRUNE_EVERY == 0:  # a walk over the outbox: not for every job
-            self.outbox.prune()
-        try:
-            self.outbox.accept(message)
-        except OSError as exc:
-            log.warning("job %s: refused: cannot write it to the outbox: %s", message.job_id, exc)
-            self._reply(client, Error(message=f"the agent cannot record the job on its disk ({exc.strerror or exc}); "
-                                              "try again when it has space", ref=message.job_id))
-            return
-        self._job_clients[message.job_id] = client
-        models = [spec.model_sha256 for spec in message.cells]
-        self._job_models[message.job_id] = models
-        self.cache.pin(models)
-        self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
-        self.jobs.submit(client, message)
-
-    def _reattach(self, client: bytes, message: RunJob) -> None:
-        """The same job again: a controller reconnecting. It gets what it has not acknowledged,
-        unless another controller that is still connected owns the job."""
-        owner = self._job_clients.get(message.job_id)
-        if owner is not None and owner != client:
-            state = self._alive(owner)
-            if state is not None:
-                claimant = self._client(client)
-                now = time.monotonic()
-                if now - claimant.refused_at < REFUSE_INTERVAL_S:
-                    return  # a claim flood gets one refusal per interval, not one per message
-                claimant.refused_at = now
-                heard = now - state.last_seen
-                log.warning("job %s: claim by client %s refused: owned by client %s", message.job_id,
-                            client.hex(), owner.hex())
-                self._reply(client, Error(
-                    message=f"job {quote(message.job_id)} is owned by another controller (client "
-                            f"{owner.hex()[:12]}, heard from {heard:.0f} s ago); it can be taken over "
-                            "once that controller is gone", ref=message.job_id))
-                return
-        if owner != client:
-            log.info("job %s: re-attached by client %s", message.job_id, client.hex())
-        self._job_clients[message.job_id] = client
-        self._reply(client, JobAccepted(job_id=message.job_id, cells=len(message.cells)))
-        self.replays.request(message.job_id, client)
-
-    def _on_ack(self, client: bytes, message: Ack, payload: list) -> None:
-        self.outbox.ack(message.job_id, message.cells, message.done)
-        self.replays.acked(message.job_id, len(message.cells) + message.done)
-        if message.done:
-            self._job_clients.pop(message.job_id, None)
-            self.replays.forget(message.job_id)
-
-    def _on_cancel(self, client: bytes, message: Cancel, payload: list) -> None:
-        owner = self._job_clients.get(message.job_id)
-        if owner is not None and owner != client and self._alive(owner) is not None:
-            self._reply(client, Error(message=f"job {quote(message.job_id)} is owned by another controller",
-                                      ref=message.job_id))
-            return
-        if self.jobs.cancel(message.job_id):
-            log.info("job %s: cancel asked by client %s", message.job_id, client.hex())
-            self._job_clients[message.job_id] = client
-        else:
-            self._reply(client, Error(message=f"job {quote(message.job_id)} is not running", ref=message.job_id))
 
     def _close(self) -> None:
         log.info("stopped")

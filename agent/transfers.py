@@ -1,4 +1,5 @@
-"""Transfers under way, for all connections at once: bounded, shared, and expired.
+"""Transfers under way, for all connections at once: bounded, shared, and expired; and the
+two messages that drive them, `Offer` and `Chunk`.
 
 Limits count transfers per peer (a controller's CURVE key, or its address without one:
 connection ids are free to invent, so a per-id limit alone bounds nothing) and for the
@@ -20,7 +21,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from agent.cache import Incoming, ModelCache, TransferError
-from agent.wire.protocol import transfer_time_limit
+from agent.clients import Clients
+from agent.wire.protocol import (
+    CHUNK_SIZE,
+    FETCH_CREDIT,
+    Chunk,
+    Error,
+    Fetch,
+    Have,
+    Message,
+    Offer,
+    transfer_time_limit,
+)
 
 log = logging.getLogger("edgebench.agent")
 
@@ -29,8 +41,7 @@ TOTAL = 16
 # A transfer that receives nothing this long is closed (its owner gone or stuck).
 IDLE_S = 30.0
 
-Request = Callable[[bytes, Incoming], bool]
-Refuse = Callable[[bytes, str, str], None]
+Reply = Callable[[bytes, Message], None]
 
 
 @dataclass
@@ -51,13 +62,74 @@ class Transfer:
 
 
 class Transfers:
-    """Every transfer the agent has open, by sha256; `refuse(client, sha256, reason)` tells a
-    controller that a transfer it sent or waited for was closed."""
+    """Every transfer the agent has open, by sha256; answers through `reply(client, message)`."""
 
-    def __init__(self, cache: ModelCache, refuse: Refuse):
-        self.cache = cache
-        self.refuse = refuse
+    def __init__(self, cache: ModelCache, clients: Clients, reply: Reply):
+        self.cache, self.clients, self.reply = cache, clients, reply
         self.open: dict[str, Transfer] = {}
+
+    def on_offer(self, client: bytes, message: Offer, payload: list) -> None:
+        """A blob offered: `Have` when it is cached, else the first `Fetch`es (or a wait for the
+        controller already sending it)."""
+        if self.get(client, message.sha256) is not None:
+            # Its own transfer, offered again: it goes on as it was (no new requests, no more time).
+            log.debug("client %s: offered %s again; the transfer goes on", client.hex(), message.sha256[:12])
+            return
+        try:
+            if self.cache.has(message.sha256, message.kind):
+                self.reply(client, Have(sha256=message.sha256, transferred=0))
+                return
+            transfer = self.start(client, self.clients.get(client).peer, message.sha256, message.size,
+                                  CHUNK_SIZE, message.kind)
+        except (TransferError, OSError) as exc:
+            log.warning("client %s: refused %s: %s", client.hex(), message.sha256, exc)
+            self.reply(client, Error(message=str(exc), ref=message.sha256))
+            return
+        if transfer is None:
+            log.info("client %s: waits for %s, already arriving from another controller",
+                     client.hex(), message.sha256)
+            return
+        log.info("client %s: receiving %s (%d bytes, from %d)", client.hex(), message.name,
+                 message.size, transfer.incoming.received)
+        self._request_credit(client, transfer.incoming)
+
+    def on_chunk(self, client: bytes, message: Chunk, payload: list) -> None:
+        """Bytes of an offered blob: written and hashed; the next `Fetch`, or `Have` to everyone
+        waiting once the blob is whole and verified."""
+        transfer = self.get(client, message.sha256)
+        if transfer is None:
+            self.reply(client, Error(message="chunk without an offer", ref=message.sha256))
+            return
+        transfer.last_active = time.monotonic()
+        incoming = transfer.incoming
+        try:
+            complete = incoming.write(message.offset, payload[0])
+        except (TransferError, OSError) as exc:
+            self.finish(message.sha256, failed=True)
+            log.warning("client %s: transfer %s failed: %s", client.hex(), message.sha256, exc)
+            for waiting in transfer.everyone():
+                self.reply(waiting, Error(message=str(exc), ref=message.sha256))
+            return
+        if complete:
+            self.finish(message.sha256, failed=False)
+            log.info("client %s: stored %s", client.hex(), message.sha256)
+            for waiting in transfer.everyone():
+                self.reply(waiting, Have(sha256=message.sha256, transferred=incoming.size if waiting == client else 0))
+        else:
+            self._request_next(client, incoming)
+
+    def _request_credit(self, client: bytes, incoming: Incoming) -> None:
+        for _ in range(FETCH_CREDIT):
+            if not self._request_next(client, incoming):
+                break
+
+    def _request_next(self, client: bytes, incoming: Incoming) -> bool:
+        request = incoming.next_request()
+        if request is None:
+            return False
+        offset, length = request
+        self.reply(client, Fetch(sha256=incoming.sha256, offset=offset, length=length))
+        return True
 
     def owned_by(self, peer: str) -> int:
         """Transfers `peer` is sending now, over any of its connections."""
@@ -105,7 +177,7 @@ class Transfers:
             transfer.incoming.fail()
         return transfer
 
-    def expire(self, now: float, request: Request) -> int:
+    def expire(self, now: float) -> int:
         """Close transfers past their deadline, and idle ones nobody else waits for (their
         partial files deleted, everyone involved told why); an idle one that others wait for
         passes to the first of them. Returns how many were closed.
@@ -121,7 +193,7 @@ class Transfers:
                     transfer.last_active = now
                     transfer.incoming.requested = transfer.incoming.received
                     log.info("transfer %s: sender silent, continued by the next controller", sha256[:12])
-                    request(transfer.owner, transfer.incoming)
+                    self._request_credit(transfer.owner, transfer.incoming)
                     continue
                 reason = f"transfer of {sha256[:12]} received nothing for {IDLE_S:.0f} s; abandoned"
             else:
@@ -138,7 +210,7 @@ class Transfers:
         log.info("%s (%d of %d bytes received; partial file deleted)", reason,
                  transfer.incoming.received, transfer.incoming.size)
         for client in transfer.everyone():
-            self.refuse(client, sha256, reason)
+            self.reply(client, Error(message=reason, ref=sha256))
 
     def next_deadline(self) -> Optional[float]:
         """When the earliest open transfer expires if nothing arrives, or None."""

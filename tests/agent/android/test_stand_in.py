@@ -49,7 +49,9 @@ def test_op_profile_comes_from_measuring_every_node(runnable):
     profile = cell.op_profile
     ops = model_ops()
     assert [n.op_type for n in profile.nodes] == ops and [n.index for n in profile.nodes] == list(range(len(ops)))
-    assert all(n.avg_us is not None and n.avg_us > 0 and n.ran_on == "cpu" for n in profile.nodes)
+    # The tool prints milliseconds with three decimals: an op under 0.5 us reads 0.000, as printed.
+    assert all(n.avg_us is not None and n.avg_us >= 0 and n.ran_on == "cpu" for n in profile.nodes)
+    assert sum(n.avg_us for n in profile.nodes) > 0
     assert sum(t.count for t in profile.by_type) == len(ops)
     assert {t.op_type for t in profile.by_type} == set(ops)
     assert sum(n.share for n in profile.nodes) == pytest.approx(1.0, abs=1e-6)
