@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 
 import pytest
 
@@ -34,10 +35,9 @@ def agent(tmp_path):
         yield running
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A real PostgreSQL server on a loopback port for the whole session (skipped only
-    where none can be started, with the reason)."""
+def _postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a loopback port, stopped afterwards (skipped only where none
+    can be started, with the reason)."""
     try:
         import psycopg  # noqa: F401 - the back end needs it; say so rather than fail later
     except ImportError:
@@ -53,6 +53,18 @@ def postgres_server():
         pytest.skip(f"no PostgreSQL server could be started: {exc}")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the whole session."""
+    yield from _postgres()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of the test's own, which it may stop and start at will."""
+    yield from _postgres()
 
 
 @pytest.fixture

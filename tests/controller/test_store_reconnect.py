@@ -12,7 +12,6 @@ import pytest
 from agent.wire.records import Cell, LatencyStats
 from controller.store import StoreError, open_store
 from controller.store import postgres as postgres_store
-from tests.support.postgres import NoServer, PostgresServer
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install 'edgebench[postgres]')")
 
@@ -58,41 +57,25 @@ def store_log():
     logger.setLevel(level)
 
 
-@pytest.fixture
-def own_server():
-    """A server of this test's own, which it may stop without disturbing the session's."""
-    try:
-        server = PostgresServer()
-    except NoServer as exc:
-        pytest.skip(f"no PostgreSQL server could be started: {exc}")
-    try:
-        server.start()
-    except NoServer as exc:
-        server.stop()
-        pytest.skip(f"no PostgreSQL server could be started: {exc}")
-    yield server
-    server.stop()
-
-
 def stored(url: str, run_id: str) -> list[tuple]:
     """The (device, cell_index) of every stored cell of a run, read on a connection of its own."""
     with psycopg.connect(url) as db:
         return db.execute("SELECT device, cell_index FROM cells WHERE run_id = %s", (run_id,)).fetchall()
 
 
-def test_a_cell_stored_across_a_server_restart_is_there_once(own_server, store_log, monkeypatch):
+def test_a_cell_stored_across_a_server_restart_is_there_once(own_postgres, store_log, monkeypatch):
     monkeypatch.setenv(postgres_store.RECONNECT_ENV, str(WAIT_S))
-    url = own_server.create_database("results")
+    url = own_postgres.create_database("results")
     retrying = store_log("reconnect attempt 1 failed")
     back = []
 
     def start_when_retrying() -> None:
         back.append(retrying.event.wait(WAIT_S))
-        own_server.start_again()
+        own_postgres.start_again()
 
     with open_store(url) as store:
         store.start_run("r1", None, "2026-01-01T00:00:00+00:00")
-        own_server.halt()
+        own_postgres.halt()
         restarter = threading.Thread(target=start_when_retrying)
         restarter.start()
         try:
@@ -193,19 +176,19 @@ def test_a_commit_whose_answer_was_lost_counts_as_stored(postgres_server, postgr
     assert stored(postgres_url, "r1") == [("pi4", 0)]
 
 
-def test_a_server_that_stays_down_is_one_line_naming_the_database(own_server, monkeypatch):
+def test_a_server_that_stays_down_is_one_line_naming_the_database(own_postgres, monkeypatch):
     monkeypatch.setenv(postgres_store.RECONNECT_ENV, "2")
     database = f"results_{secrets.token_hex(4)}"
-    own_server.create_database(database)
-    url = own_server.url(database).replace("edgebench@", "edgebench:hunter2@")  # trust: the password is unused
+    own_postgres.create_database(database)
+    url = own_postgres.url(database).replace("edgebench@", "edgebench:hunter2@")  # trust: the password is unused
     with open_store(url) as store:
         store.start_run("r1", None, "2026-01-01T00:00:00+00:00")
-        own_server.halt()
+        own_postgres.halt()
         with pytest.raises(StoreError) as caught:
             store.add_cell("r1", cell(0), 0)
     message = str(caught.value)
     assert "\n" not in message
-    assert f"edgebench:***@127.0.0.1:{own_server.port}/{database}" in message and "hunter2" not in message
+    assert f"edgebench:***@127.0.0.1:{own_postgres.port}/{database}" in message and "hunter2" not in message
     assert "within 2 s" in message
     assert message.partition(f"({postgres_store.RECONNECT_ENV}): ")[2]  # then the last error, in its own words
     assert caught.value.__cause__ is None and caught.value.__suppress_context__

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 import zmq
 
 from agent.facts import read_facts
@@ -23,7 +22,6 @@ from controller import locations
 from controller.local_agent import LocalAgent, read_line
 from controller.store import open_store
 from tests.support import EXAMPLE_MODELS, QUICK, controller
-from tests.support.postgres import NoServer, PostgresServer
 
 MODEL = EXAMPLE_MODELS / "digits_cnn_int8.tflite"
 # Four one-second cells of one model: long enough to be interrupted between cells.
@@ -170,20 +168,6 @@ def test_job_timeout_must_be_a_positive_number(tmp_path):
 
 
 # -- a results database that goes away -----------------------------------------------------------
-
-@pytest.fixture
-def own_postgres():
-    """A PostgreSQL server of this test's own, to stop and start at will."""
-    pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install 'edgebench[postgres]')")
-    server = PostgresServer()
-    try:
-        server.start()
-    except NoServer as exc:
-        server.stop()
-        pytest.skip(f"no PostgreSQL server could be started: {exc}")
-    yield server
-    server.stop()
-
 
 def test_a_database_down_for_good_loses_nothing_and_resume_stores_it(own_postgres):
     url = own_postgres.create_database("gone")
