@@ -126,6 +126,11 @@ def test_a_malformed_threshold_names_its_flag(db, command, flag, value):
     assert repr(value) in line
 
 
+def test_history_names_a_malformed_min_effect(db):
+    line = one_line(controller("history", "--min-effect", "abc", db=db))
+    assert line.startswith("controller history: error: argument --min-effect: expected ") and "'abc'" in line
+
+
 @pytest.mark.parametrize("command", ["run", "compare"])
 def test_threads_with_an_empty_item_are_refused(tmp_path, command):
     target = (["--models", str(MODEL)] if command == "run" else
