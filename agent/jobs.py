@@ -221,12 +221,9 @@ class JobRunner:
         self._stopping.set()
         self.progress.stopping = True
         self._abort.set()  # a cooldown wait ends early; the running cell finishes
-        if abandon:
-            with self._lock:
-                if self._current is not None:
-                    self._cancelled.add(self._current)
-                self._local.cancel.set()
-                self._local.kill_running()
+        running = self._current
+        if abandon and running is not None:
+            self.cancel(running)
         self._queue.put(None)
         self._thread.join(wait_s)
         if self._android is not None and not self._thread.is_alive():

@@ -405,6 +405,24 @@ def leftovers(data: Path) -> list[str]:
                   for path in data.glob(pattern))
 
 
+def normal_run(agent: Agent, tmp: Path) -> dict:
+    """A whole `controller run` of the example models through the agent, as a user runs it:
+    its exit status and how many cells came back ok."""
+    profiles = tmp / "profiles"
+    profiles.mkdir(exist_ok=True)
+    (profiles / "fortress.toml").write_text(f'name = "fortress"\ntransport = "zmq"\naddress = "{agent.endpoint}"\n'
+                                            'threads = [1]\ndelegates = ["cpu", "xnnpack"]\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "run", "--device", "fortress", "--models",
+         str(REPO / "examples" / "models" / "*.tflite"), "--warmup-runs", "1", "--warmup-min-secs", "0",
+         "--num-runs", "5", "--min-secs", "0", "--db", str(tmp / "runs.sqlite"), "--json"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "EDGEBENCH_PROFILES": str(profiles)})
+    cells = json.loads(result.stdout)["cells"] if result.stdout.strip() else []
+    return {"exit_status": result.returncode, "cells": len(cells),
+            "cells_ok": sum(cell["status"] == "ok" for cell in cells)}
+
+
 def normal_cell(agent: Agent, job_id: str) -> str:
     cells = []
     with AgentClient(agent.endpoint) as client:
@@ -463,6 +481,7 @@ def main() -> int:
         time.sleep(args.idle)  # the agent's own expiry of idle connections and transfers
         idle = agent.footprint()
         normal = normal_cell(agent, "after-fuzz")
+        run_after = normal_run(agent, Path(tmp))
         agent.alive()
         left = leftovers(data)
         agent.stop()
@@ -475,13 +494,15 @@ def main() -> int:
             "rss_growth_mb_after_idle": round(idle["rss_mb"] - before["rss_mb"], 1),
             "extra_open_files_after_idle": idle["open_files"] - before["open_files"],
             "outbox_bytes_after": outbox_bytes, "normal_cell_after": normal, "leftover_files": left,
+            "controller_run_after": run_after,
         }
         if abuses is not None:
             result["abuses"] = {name: dict(counts) for name, counts in abuses.figures.items()}
             result["abuse_extremes"] = {name: round(value, 1) for name, value in abuses.slowest.items()}
     print(json.dumps(result, indent=2))
     failed = abuses is not None and any(counts.get("failed") for counts in abuses.figures.values())
-    return 0 if result["deaths"] == 0 and normal == "ok" and not left and not failed else 1
+    run_ok = run_after["exit_status"] == 0 and run_after["cells_ok"] == run_after["cells"] > 0
+    return 0 if result["deaths"] == 0 and normal == "ok" and run_ok and not left and not failed else 1
 
 
 if __name__ == "__main__":

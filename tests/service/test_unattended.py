@@ -13,6 +13,7 @@ import os
 import resource
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -245,8 +246,8 @@ def test_a_cell_over_the_memory_limit_fails_and_the_next_one_runs(tmp_path):
 def test_the_memory_limit_must_leave_the_runtime_room(tmp_path):
     agent = ServiceAgent(tmp_path / "svc", extra_config="cell_memory_limit_mb = 16\n")
     agent.write_config()
-    result = subprocess.run(["agent", "serve", "--config", str(agent.config)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run([sys.executable, "-m", "agent", "serve", "--config", str(agent.config)],
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert "cell_memory_limit_mb must be at least" in result.stderr and result.stderr.count("\n") == 1
 
