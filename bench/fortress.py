@@ -319,10 +319,10 @@ class Abuses:
                 spec(), settings=slow)])))
             self._next(sock, protocol.CellStarted, job_id)
             filler = self.disk / "filler"
-            with open(filler, "wb") as f, contextlib.suppress(OSError):
+            # Unbuffered: a failed write leaves nothing for the close to flush (and fail on) again.
+            with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
                 while True:
                     f.write(b"\0" * (64 << 10))
-                    f.flush()
             full_at = time.monotonic()
             done = self._next(sock, CellDone, job_id)
             figures["results_arrived"] += done.cell.status == "ok"

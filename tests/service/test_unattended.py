@@ -46,10 +46,10 @@ PI4 = ROOT / "tests" / "fixtures" / "pi4_root"
 def fill(disk: Path) -> Path:
     """Write a file until the file system is full; returns it (delete it to free the space)."""
     filler = disk / "filler"
-    with open(filler, "wb") as f, contextlib.suppress(OSError):
+    # Unbuffered: a failed write leaves nothing for the close to flush (and fail on) again.
+    with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
             f.write(b"\0" * (64 << 10))
-            f.flush()
     return filler
 
 
