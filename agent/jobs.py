@@ -105,11 +105,15 @@ class LocalCells:
         if self._cells is None:
             self._cells = CellRunner(self.runtime, self.root, self.memory_limit_mb)
         try:
-            return self._cells.run(str(path), spec, template, on_start=on_start,
-                                   dataset_path=str(dataset) if dataset else None,
-                                   cancel=self.cancel, cancelled_error=CANCELLED)
+            cell, evaluation = self._cells.run(str(path), spec, template, on_start=on_start,
+                                               dataset_path=str(dataset) if dataset else None,
+                                               cancel=self.cancel, cancelled_error=CANCELLED)
         except OSError as exc:  # no child process could be started (limits, sandbox)
             return msgspec.structs.replace(template, error=f"could not start the cell's process: {exc}"), None
+        # A model that would not load may have changed on disk after it was checked: say so,
+        # so that the controller sends it again, rather than blame the model.
+        changed = self.cache.verify(spec.model_sha256) if cell.status != "ok" else None
+        return (msgspec.structs.replace(cell, error=changed), None) if changed else (cell, evaluation)
 
     def _check(self, spec: CellSpec, have_model: bool) -> Optional[str]:
         if self.runtime is None:

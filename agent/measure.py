@@ -24,7 +24,7 @@ from agent.inputs import random_inputs
 from agent.runtime import DelegateError, Runtime, first_line, make_interpreter
 from agent.wire.delegates import recipe_of
 from agent.wire.protocol import CellSpec, Evaluation
-from agent.wire.records import Cell, DelegateCoverage, MemoryMB, WarmupStats
+from agent.wire.records import Cell, DelegateCoverage, MemoryMB, WarmupStats, judge_stability
 
 Report = Callable[[Cell], None]
 
@@ -129,7 +129,7 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
             device_state=finish_state(sys_root, cell.device_state)), None
 
     latency = stats.latency_stats(samples)
-    cv = stats.coefficient_of_variation(latency)
+    stability = judge_stability(latency, stats.spread_bounds(samples))
     peak = memory.peak_rss_mb()
     state = finish_state(sys_root, cell.device_state)
     cell = msgspec.structs.replace(
@@ -137,8 +137,9 @@ def measure(model_path: str, spec: CellSpec, runtime: Runtime, cell: Cell,
         status="ok",
         error=None,
         latency_us=latency,
-        cv=cv,
-        warnings=[w for w in (stats.stability_warning(cv), state_warning(sys_root, state)) if w],
+        cv=latency.cv,
+        stability=stability,
+        warnings=[w for w in (stability.warning, state_warning(sys_root, state)) if w],
         memory_mb=MemoryMB(init=cell.memory_mb.init, overall=peak - rss_before, peak_rss=peak),
         device_state=msgspec.structs.replace(state, cpu_wait_share=waited),
     )

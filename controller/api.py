@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
 from agent.wire.records import Settings
-from controller import locations, runner
+from controller import history, locations, runner
 from controller.analysis import regress
 from controller.records import RegressReport, RunReport, to_builtins
 from controller.store import ResultStore, open_store
@@ -66,18 +66,19 @@ def load_runs(refs: Optional[Sequence[str]] = None, *, tag: Optional[str] = None
 def compare(baseline: Union[RunReport, str], candidate: Union[RunReport, str], *,
             threshold: float = regress.DEFAULT_THRESHOLD, min_rounds: Optional[int] = None,
             db: Db = None) -> RegressReport:
-    """The regression check of `controller regress`: each shared cell judged, baseline vs candidate.
+    """The regression check of `controller regress`: each shared cell judged, baseline vs candidate,
+    with the run-to-run noise of each cell's history in `db` (undecided without one).
 
     Runs may be given as records or as references into `db`. Nothing is stored.
     """
-    if isinstance(baseline, str) or isinstance(candidate, str):
-        with open_db(db, must_exist=True) as store:
-            baseline = store.load_run(baseline) if isinstance(baseline, str) else baseline
-            candidate = store.load_run(candidate) if isinstance(candidate, str) else candidate
+    with open_db(db, must_exist=True) as store:
+        baseline = store.load_run(baseline) if isinstance(baseline, str) else baseline
+        candidate = store.load_run(candidate) if isinstance(candidate, str) else candidate
+        values = history.run_values(store, baseline.run_id) if store.has_run(baseline.run_id) else {}
     thresholds = regress.Thresholds(latency=threshold)
     if min_rounds is not None:
         thresholds.min_rounds = min_rounds
-    return regress.compare(baseline, candidate, thresholds)
+    return regress.compare(baseline, candidate, thresholds, values)
 
 
 def _pandas():

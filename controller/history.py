@@ -3,9 +3,11 @@ report` and `controller history` show, and the stored cells two per-op profiles 
 from.
 
 A cell is a device, model file name, delegate and thread count; its value in a run is the
-median p50 over the run's undisturbed rounds. All runs count, whatever their tag, unless
-a tag is given as a filter; session runs (A/B rounds measured by `regress --more-rounds`
-or `compare`) hold two models under one name and are left out.
+median p50 over the run's undisturbed rounds. Its history also says how much its value moves
+from run to run by itself (`controller.analysis.noise`), which comparisons of two runs need.
+All runs count, whatever their tag, unless a tag is given as a filter; session runs (A/B
+rounds measured by `regress --more-rounds` or `compare`) hold two models under one name and
+are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Optional
 
 import msgspec
 
-from controller.analysis import opprofiles, regress, steps
+from controller.analysis import noise, opprofiles, regress, steps
 from controller.analysis.stats import CellKey, cell_key, median_or_none
 from controller.records import ProfileDiff, RegressReport, RunReport
 from controller.store import ResultStore
@@ -36,6 +38,17 @@ class HistoryPoint(msgspec.Struct, kw_only=True):
     p50_us: float
     rounds: int
     disturbed_rounds: int
+    round_p50_us: list[float] = []  # each undisturbed round's p50: how noisy the run value is
+
+
+class RunNoise(msgspec.Struct, kw_only=True):
+    """How much a cell's run value moves between runs by itself: the standard deviation of one
+    run's value on the log scale (0.05 is about 5 %), estimated and its upper bound (what
+    comparisons of two runs use), from `runs` runs."""
+
+    estimate: float
+    upper: float
+    runs: int
 
 
 class StepFound(msgspec.Struct, kw_only=True):
@@ -61,6 +74,7 @@ class CellHistory(msgspec.Struct, kw_only=True):
     threads: int
     points: list[HistoryPoint]
     steps: list[StepFound] = []
+    noise: Optional[RunNoise] = None  # null with fewer runs than the estimate needs
 
     @property
     def key(self) -> CellKey:
@@ -90,10 +104,11 @@ def run_points(run: RunReport) -> dict[CellKey, HistoryPoint]:
     points = {}
     for key, cells in grouped.items():
         usable, counts = regress.usable_rounds(cells)
-        value = median_or_none([c.latency_us.centre for c in usable])
+        rounds = [c.latency_us.centre for c in usable]
+        value = median_or_none(rounds)
         if value is not None:
             points[key] = HistoryPoint(run_id=run.run_id, started_at=run.started_at, tag=run.tag, p50_us=value,
-                                       rounds=len(usable), disturbed_rounds=counts["rounds"])
+                                       rounds=len(usable), disturbed_rounds=counts["rounds"], round_p50_us=rounds)
     return points
 
 
@@ -126,10 +141,25 @@ def histories(runs: Iterable[RunReport], keys: Optional[set[CellKey]] = None,
     for key in sorted(series):
         points = series[key]
         device, model, delegate, threads = key
-        found.append(CellHistory(device=device, model=model, delegate=delegate, threads=threads, points=points,
-                                 steps=[_step(points, s) for s in steps.find_steps(
-                                     [p.p50_us for p in points], min_effect=min_effect)]))
+        values = [p.p50_us for p in points]
+        estimate = noise.run_noise(values)
+        found.append(CellHistory(
+            device=device, model=model, delegate=delegate, threads=threads, points=points,
+            steps=[_step(points, s) for s in steps.find_steps(values, min_effect=min_effect,
+                                                               rounds=[p.round_p50_us for p in points])],
+            noise=RunNoise(estimate=round(estimate.estimate, 4), upper=round(estimate.upper, 4), runs=estimate.runs)
+            if estimate else None))
     return found
+
+
+def run_values(store: ResultStore, upto: str, limit: int = 2 * noise.WINDOW) -> dict[CellKey, list[float]]:
+    """Each cell's value in the runs up to and including run `upto`, oldest first: the history
+    a comparison with a later run reads the cell's run-to-run noise from."""
+    values: dict[CellKey, list[float]] = defaultdict(list)
+    for run in load_runs(store, upto=upto, limit=limit):
+        for key, point in run_points(run).items():
+            values[key].append(point.p50_us)
+    return dict(values)
 
 
 def _step(points: list[HistoryPoint], step: steps.Step) -> StepFound:

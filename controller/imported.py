@@ -27,36 +27,47 @@ class UnknownThreads(ValueError):
     """The log does not say how many threads it ran with, and none was given."""
 
 
+class ModelMismatch(ValueError):
+    """The log names or sizes another model than the one given, and that was to be refused."""
+
+
 def log_cell(text: str, source: models.ModelSource, device: str, delegate: Optional[str],
-             threads: Optional[int]) -> Cell:
+             threads: Optional[int], strict: bool = False) -> Cell:
     """The cell a console log describes, for the model it measured.
 
     `delegate` and `threads` are what the user states; the log's own word on the
     delegate wins (with a warning when they differ). UnknownThreads when neither the
-    log nor the user gives a thread count.
+    log nor the user gives a thread count. A log whose own model (its file name, its
+    printed size) is not `source` gives the cell a warning that names both, or
+    ModelMismatch with that line when `strict`.
     """
     parsed = benchmark_log.parse(text)
     threads = threads or benchmark_log.threads_of(parsed.params)
     if threads is None:
         raise UnknownThreads("the log does not say how many threads it ran with: pass --threads N")
+    mismatch = benchmark_log.model_mismatch(parsed, source.name, source.size)
+    if mismatch is not None and strict:
+        raise ModelMismatch(mismatch)
     template = Cell(
         device=device, model=source.name, model_sha256=source.sha256, model_size_bytes=source.size,
         variant=source.variant, delegate=delegate, threads=threads, status="failed", error="not parsed",
+        warnings=[mismatch] if mismatch is not None else [],
     )
     return benchmark_log.to_cell(parsed, template)
 
 
 def import_log(store: ResultStore, text: str, source: models.ModelSource, device: str,
                delegate: Optional[str] = None, threads: Optional[int] = None,
-               tag: Optional[str] = None) -> RunReport:
+               tag: Optional[str] = None, strict: bool = False) -> RunReport:
     """Store the log as a run of one cell, in the same steps a measured run takes.
 
-    Before anything is stored: UnknownThreads when the thread count is unknown, and
+    Before anything is stored: UnknownThreads when the thread count is unknown,
+    ModelMismatch under `strict` when the log measured another model, and
     `validate.DocumentError` when the run would break the bounds an imported run keeps
     (a name with a control character, a thread count the log invents), so that every run
     stored can be exported and imported again.
     """
-    cell = log_cell(text, source, device, delegate, threads)
+    cell = log_cell(text, source, device, delegate, threads, strict)
     info = DeviceInfo(agent_version=f"import-log (controller {__version__})", runtime=RUNTIME,
                       runtime_version=None, facts=imported_facts(device))
     report = RunReport(run_id=new_run_id(), tag=tag, started_at=now_iso(), finished_at=None,

@@ -104,8 +104,11 @@ class RunReport(Record, kw_only=True):
 class FigureChange(Record, kw_only=True):
     """One figure of one cell, baseline vs candidate, over their rounds.
 
-    `change` is relative (0.08 = 8 % slower) for latency and memory and in top-1
-    fractions lost for accuracy; `low`/`high` bound it (bootstrap over rounds).
+    `change` is relative (0.08 = 8 % slower) for latency and memory, in top-1 fractions lost
+    for accuracy, and in nodes more left to the CPU for delegate coverage; `low`/`high` bound it
+    (bootstrap over rounds; for two separately measured runs widened by the run-to-run noise
+    of the cell's history), null where nothing can bound it. `reason` says what decided the
+    verdict, or what would.
     """
 
     verdict: Verdict
@@ -116,6 +119,7 @@ class FigureChange(Record, kw_only=True):
     high: Optional[float]
     threshold: float
     rounds: tuple[int, int]
+    reason: Optional[str] = None
 
 
 class CellComparison(Record, kw_only=True):
@@ -129,6 +133,10 @@ class CellComparison(Record, kw_only=True):
     latency_p50: FigureChange
     memory_peak: Optional[FigureChange] = None
     accuracy_top1: Optional[FigureChange] = None
+    delegate_coverage: Optional[FigureChange] = None
+    # The metrics whose own verdict made `verdict` (latency_p50, memory_peak, accuracy_top1,
+    # delegate_coverage; `status` when the candidate fails where the baseline worked).
+    decided_by: list[str] = []
     flags: list[str] = []
     # (baseline, candidate) rounds left out as disturbed
     disturbed_rounds: tuple[int, int] = msgspec.field(default_factory=lambda: (0, 0))
@@ -153,6 +161,8 @@ class RegressReport(Record, kw_only=True):
     disturbed_rounds: int = 0
     confidence: float = 0.95  # of each look's interval
     more_rounds: Optional[MoreRounds] = None
+    # The metrics that may fail the check (`--fail-on-metric`); `regressed` counts only these.
+    fail_on_metric: list[str] = msgspec.field(default_factory=lambda: ["latency", "memory", "accuracy", "coverage"])
 
 
 class MoreRounds(Record, kw_only=True):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -127,13 +127,14 @@ def _collect(pair: Pair, report: RunReport, into: tuple[list[Cell], list[Cell]])
 
 
 def judge(pair: Pair, session: Session, thresholds: regress.Thresholds,
-          stored: Optional[tuple[list[Cell], list[Cell]]] = None) -> CellComparison:
+          stored: Optional[tuple[list[Cell], list[Cell]]] = None, history: Sequence[float] = ()) -> CellComparison:
     """The verdict from the session's rounds (the candidate's stored rounds join them when the
-    baseline file was gone and `stored` holds the stored runs' rounds)."""
+    baseline file was gone and `stored` holds the stored runs' rounds: then the two sides were
+    measured apart, and `history`, the cell's run values, says how much runs differ by themselves)."""
     base, cand = session.rounds[pair.key]
     if pair.baseline is None:
         return regress.compare_cell(pair.key, stored[0] if stored else [], (stored[1] if stored else []) + cand,
-                                    thresholds)
+                                    thresholds, history=history)
     return regress.compare_cell(pair.key, base, cand, thresholds, paired=True)
 
 
@@ -141,7 +142,9 @@ def sequential(pairs: list[Pair], first: dict[CellKey, CellComparison], plan: Pl
                thresholds: regress.Thresholds, store: ResultStore, session: Session,
                stored: Optional[dict[CellKey, tuple[list[Cell], list[Cell]]]] = None,
                reopen: tuple[str, ...] = ("INCONCLUSIVE",), meta: Optional[dict[str, str]] = None,
-               observer: Optional[Observer] = None) -> tuple[dict[CellKey, CellComparison], MoreRounds]:
+               observer: Optional[Observer] = None,
+               history: Optional[Mapping[CellKey, Sequence[float]]] = None
+               ) -> tuple[dict[CellKey, CellComparison], MoreRounds]:
     """Look again at each mark of the plan's schedule at the cells whose verdict is in `reopen`
     (then INCONCLUSIVE), until each is decided, the schedule ends or the budget is spent.
 
@@ -165,7 +168,7 @@ def sequential(pairs: list[Pair], first: dict[CellKey, CellComparison], plan: Pl
             summary.notes += measure(todo, rounds, store, session, meta=meta, observer=observer)
             done += rounds
             for pair in todo:
-                cell = judge(pair, session, thresholds, (stored or {}).get(pair.key))
+                cell = judge(pair, session, thresholds, (stored or {}).get(pair.key), (history or {}).get(pair.key, ()))
                 cell.looks = look
                 cell.flags.append(f"judged in session ({pair.kind}) at look {look} of {plan.looks}, "
                                   f"after {done} more round(s)")
@@ -224,7 +227,8 @@ def model_sources(store: ResultStore, run_ids: Iterable[str]) -> dict[tuple[str,
 
 def follow_up(report: RegressReport, baseline: RunReport, candidate: RunReport, plan: Plan,
               thresholds: regress.Thresholds, store: ResultStore,
-              observer: Optional[Observer] = None) -> RegressReport:
+              observer: Optional[Observer] = None,
+              history: Optional[Mapping[CellKey, Sequence[float]]] = None) -> RegressReport:
     """`report` with its undecided cells measured again in sessions (see the module docstring).
 
     A night-to-night REGRESSION or IMPROVEMENT is confirmed in a session too before it counts:
@@ -256,12 +260,11 @@ def follow_up(report: RegressReport, baseline: RunReport, candidate: RunReport, 
     verdicts, summary = sequential(
         pairs, first, plan, thresholds, store, Session(), stored,
         reopen=("INCONCLUSIVE", "REGRESSION", "IMPROVEMENT"),
-        meta={"baseline": baseline.run_id, "candidate": candidate.run_id}, observer=observer)
+        meta={"baseline": baseline.run_id, "candidate": candidate.run_id}, observer=observer, history=history)
     summary.notes = notes + summary.notes
     cells = [verdicts[(c.device, c.model, c.delegate, c.threads)] for c in report.cells]
     return msgspec.structs.replace(
-        report, cells=cells, counts=regress.count_verdicts(cells),
-        regressed=any(c.verdict == "REGRESSION" for c in cells),
+        report, cells=cells, counts=regress.count_verdicts(cells), regressed=regress.failing(cells, thresholds),
         disturbed_rounds=sum(sum(c.disturbed_rounds) for c in cells), more_rounds=summary)
 
 
@@ -285,7 +288,8 @@ def compare_models(baseline: Path, candidate: Path, device: str, delegates: list
     return RegressReport(
         baseline=session.run_ids[0], candidate=session.run_ids[-1], threshold=thresholds.latency,
         memory_threshold=thresholds.memory, accuracy_threshold=thresholds.accuracy,
-        regressed=any(c.verdict == "REGRESSION" for c in cells), counts=regress.count_verdicts(cells),
+        regressed=regress.failing(cells, thresholds), counts=regress.count_verdicts(cells),
+        fail_on_metric=list(thresholds.fail_on_metric),
         cells=cells, disturbed_rounds=sum(sum(c.disturbed_rounds) for c in cells),
         confidence=thresholds.confidence, more_rounds=summary,
         note=f"{baseline.name} (baseline) vs {candidate.name} (candidate), interleaved in one session")

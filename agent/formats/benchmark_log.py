@@ -16,6 +16,7 @@ null; nothing is filled in from another figure.
 - memory as `Peak memory footprint (MB): init= overall=`, `Memory footprint delta from
   the start of the tool (MB): ...`, the periodic-monitoring peak, `Init/Overall footprint`;
 - the delegate as the log names it, and its partitioning;
+- the model it measured: its `Graph: [path]` parameter and `The input model file size (MB): N`;
 - flags the tool did not honour (`Unconsumed cmdline flags`, `Duplicate flags`);
 - op-profiling tables (see `op_tables`);
 - failures that end with no timing lines at all.
@@ -26,13 +27,23 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Optional
 
 import msgspec
 
 from agent.formats import op_tables
 from agent.wire.delegates import DELEGATES
-from agent.wire.records import Cell, DelegateCoverage, LatencyStats, MemoryMB, NodeRef, Settings, WarmupStats
+from agent.wire.records import (
+    Cell,
+    DelegateCoverage,
+    LatencyStats,
+    MemoryMB,
+    NodeRef,
+    Settings,
+    WarmupStats,
+    judge_stability,
+)
 
 RUNTIME = "benchmark_model"
 
@@ -73,6 +84,10 @@ _MEMORY = re.compile(
     r"init=(" + _NUMBER + r") overall=(" + _NUMBER + ")")
 _PEAK = re.compile(r"^Overall peak memory footprint \(MB\) via periodic monitoring: (" + _NUMBER + ")")
 _PARAM = re.compile(r"^([A-Za-z#][\w #()/-]*?)\s*: \[(.*)\]\s*$")
+_MODEL_SIZE = re.compile(r"^The input model file size \(MB\): (" + _NUMBER + r")\s*$")
+# Every version of the tool prints the model's size as bytes / 1e6 (BenchmarkModel::Run, in
+# TensorFlow's tools and in LiteRT's copy that its own tool builds on), not in units of 2^20.
+_MODEL_SIZE_UNIT = Decimal(10) ** 6
 _UNCONSUMED = re.compile(r"^Unconsumed cmdline flags:\s*(.*)$")
 _DUPLICATE = re.compile(r"^Duplicate flags:\s*(.*)$")
 _DELEGATE_FULL = re.compile(
@@ -135,6 +150,7 @@ class BenchmarkLog:
     memory_init_mb: Optional[float] = None
     memory_overall_mb: Optional[float] = None
     peak_mb: Optional[float] = None
+    model_size_mb: Optional[str] = None  # as printed: its digits say how precise it is
     delegate: DelegateReport = field(default_factory=DelegateReport)
     unconsumed: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
@@ -266,6 +282,8 @@ def _parse_line(log: BenchmarkLog, message: str, is_error: bool) -> None:
         log.summary = True
     elif match := _MS_LINE.match(message):
         log.ms[match["key"]] = (float(match["value"]), int(match["runs"]) if match["runs"] else None)
+    elif match := _MODEL_SIZE.match(message):
+        log.model_size_mb = match.group(1)
     elif match := _INIT.match(message):
         if log.init_ms is None:
             value = float(match.group(1))
@@ -356,6 +374,44 @@ def threads_of(params: dict[str, str]) -> Optional[int]:
         if value >= 1:
             return value
     return None
+
+
+def model_mismatch(log: BenchmarkLog, name: str, size_bytes: int) -> Optional[str]:
+    """One line naming both models when the one the log measured (its `Graph:` file name, its
+    printed file size) is not the file `name` of `size_bytes`; None when the log agrees or
+    names neither.
+
+    A printed size agrees when it is `size_bytes` rounded to the digits the log shows.
+    """
+    graph = _file_name(log.params.get("Graph", ""))
+    printed = log.model_size_mb
+    other_name = graph is not None and graph != name
+    other_size = printed is not None and not _rounds_to(size_bytes, printed)
+    if not (other_name or other_size):
+        return None
+    measured = f"{graph or 'a model'} ({printed} MB)" if printed else graph
+    # `:g` shows six significant digits, as the tool's own stream does
+    return f"the log measured {measured}, not {name} ({float(_in_mb(size_bytes)):g} MB)"
+
+
+def _file_name(path: str) -> Optional[str]:
+    """The file name a logged model path ends in; None for no path or a file descriptor (`fd:...`)."""
+    path = path.strip()
+    if not path or path.startswith("fd:"):
+        return None
+    return re.split(r"[\\/]", path)[-1] or None
+
+
+def _in_mb(size_bytes: int) -> Decimal:
+    """A file size in the MB the tool prints, exactly."""
+    return Decimal(size_bytes) / _MODEL_SIZE_UNIT
+
+
+def _rounds_to(size_bytes: int, printed_mb: str) -> bool:
+    """Whether `size_bytes`, in the tool's MB, is within half a unit of the last digit printed."""
+    printed = Decimal(printed_mb)
+    half_unit = Decimal(5).scaleb(printed.as_tuple().exponent - 1)
+    return abs(_in_mb(size_bytes) - printed) <= half_unit
 
 
 def _latency(log: BenchmarkLog) -> Optional[LatencyStats]:
@@ -454,7 +510,7 @@ def to_cell(log: BenchmarkLog, template: Cell) -> Cell:
     memory = None
     if log.memory_init_mb is not None or log.memory_overall_mb is not None or log.peak_mb is not None:
         memory = MemoryMB(init=log.memory_init_mb, overall=log.memory_overall_mb, peak_rss=log.peak_mb)
-    profile = log.tables.profile(delegate, latency.p50 if latency else None)
+    profile = log.tables.profile(delegate, latency)
     if delegate is None and profile is not None:
         delegate = op_tables.delegate_kernel(profile)  # e.g. TfLiteNnapiDelegate rows in the run order
         if delegate is not None:
@@ -484,6 +540,8 @@ def to_cell(log: BenchmarkLog, template: Cell) -> Cell:
         first_inference_us=first,
         warmup=_warmup(log),
         latency_us=latency,
+        # Judged from what the log printed: without quartiles, undecided and said so.
+        stability=judge_stability(latency) if latency is not None else None,
         memory_mb=memory,
         delegate_coverage=coverage,
         op_profile=profile,

@@ -11,6 +11,10 @@ characters, newer ones to 40; a paste may have its tabs expanded to spaces; node
 and commas. The columns are found from each table's own header line. Tables of the
 initialization profile ("Profiling Info for Benchmark Initialization") and "Top by
 Computation Time" repeat what the Run Order says or are not about inference: skipped.
+
+The new LiteRT tool's Run Order also lists the runtime's own work inside each invoke
+(`LiteRT::Run[buffer registration]`, `LiteRT::Run[Buffer sync]`, `AllocateTensors`): kept
+as nodes marked `runtime`, counted in the summed time, left out of the per-type totals.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from agent.wire.records import NodeRef, OpNode, OpProfile, OpTypeTotal
+from agent.wire.records import LatencyStats, NodeRef, OpNode, OpProfile, OpTypeTotal
 
 METHOD = "benchmark_model"
 
@@ -85,22 +89,33 @@ class TableReader:
             self._table = None
         return False
 
-    def profile(self, delegate: Optional[str], p50_us: Optional[float]) -> Optional[OpProfile]:
-        """The OpProfile of the last regular-run tables, or None when there were none."""
+    def profile(self, delegate: Optional[str], latency: Optional[LatencyStats]) -> Optional[OpProfile]:
+        """The OpProfile of the last regular-run tables, or None when there were none.
+
+        The summed node time is reconciled with the cell's p50, or with its mean where the
+        log printed no median (and a warning says so).
+        """
         order = next((t for t in reversed(self.tables) if t.kind == "Run Order"), None)
         summary = next((t for t in reversed(self.tables) if t.kind == "Summary by node type"), None)
         if order is None and summary is None:
             return None
         warnings: list[str] = []
         nodes = _nodes(order, delegate, warnings) if order else []
-        by_type = _by_type(summary, warnings) if summary else []
+        by_type, left_out = _by_type(summary) if summary else ([], [])
         total = sum(n.avg_us for n in nodes if n.avg_us is not None)
         for node in nodes:
             node.share = node.avg_us / total if node.avg_us is not None and total > 0 else None
         type_total = sum(t.total_us for t in by_type if t.total_us is not None)
         for row in by_type:
             row.share = row.total_us / type_total if row.total_us is not None and type_total > 0 else None
-        reconciled = total / p50_us if nodes and p50_us else None
+        if any(n.runtime for n in nodes):
+            warnings.append(_runtime_note([n for n in nodes if n.runtime], total))
+        elif left_out:  # a summary pasted without its run order
+            warnings.append(f"left out of by_type rows that are the runtime's own work: {', '.join(left_out)}")
+        centre = latency.centre if latency else None
+        reconciled = total / centre if nodes and centre else None
+        if reconciled is not None and latency.centre_is_mean:
+            warnings.append("reconciled with the mean: the log printed no median")
         return OpProfile(method=METHOD, reconciled=reconciled, nodes=nodes, by_type=by_type, warnings=warnings)
 
 
@@ -126,18 +141,17 @@ def _value(row: list[str], columns: list[str], name: str) -> Optional[float]:
 
 def _nodes(table: Table, delegate: Optional[str], warnings: list[str]) -> list[OpNode]:
     nodes: list[OpNode] = []
-    runtime_rows: list[str] = []
     positional = False
     uncounted = 0
     for position, row in enumerate(table.rows):
         op_type = row[0]
         name_cell = row[table.columns.index("name")] if "name" in table.columns else ""
-        if _RUNTIME_ROW.match(op_type):
-            runtime_rows.append(op_type)
-            continue
+        runtime = bool(_RUNTIME_ROW.match(op_type))
         name, index = _name_and_index(name_cell)
         if index is None:
-            index, positional = position, True
+            # A runtime row has no node index to print: its place stands in, and says nothing
+            # about whether this table prints indices.
+            index, positional = position, positional or not runtime
         per_call_ms = _value(row, table.columns, "avg ms")
         called = _value(row, table.columns, "times called")
         if per_call_ms is not None and called:
@@ -145,10 +159,9 @@ def _nodes(table: Table, delegate: Optional[str], warnings: list[str]) -> list[O
         else:
             avg_us = None
             uncounted += 1
-        nodes.append(OpNode(index=index, op_type=op_type, name=name, ran_on=_ran_on(op_type, name, delegate),
-                            times_called=called, avg_us=avg_us, p50_us=None, share=None))
-    if runtime_rows:
-        warnings.append(f"left out rows that are the runtime's own work: {', '.join(dict.fromkeys(runtime_rows))}")
+        nodes.append(OpNode(index=index, op_type=op_type, name=name,
+                            ran_on=None if runtime else _ran_on(op_type, name, delegate),
+                            times_called=called, avg_us=avg_us, p50_us=None, share=None, runtime=runtime))
     if positional:
         warnings.append("the table prints no node indices: index is the position in the run order")
     if uncounted:
@@ -178,7 +191,17 @@ def _ran_on(op_type: str, name: Optional[str], delegate: Optional[str]) -> Optio
     return None
 
 
-def _by_type(table: Table, warnings: list[str]) -> list[OpTypeTotal]:
+def _runtime_note(rows: list[OpNode], total_us: float) -> str:
+    """The runtime's own rows in one line: which, and how much of the summed time they take."""
+    timed = sum(n.avg_us for n in rows if n.avg_us is not None)
+    share = f", {timed / total_us:.1%} of the summed time" if total_us > 0 else ""
+    names = ", ".join(dict.fromkeys(n.op_type for n in rows))
+    return (f"rows of the runtime's own work, kept as runtime nodes outside by_type: {names} "
+            f"({timed:.1f} us per run{share})")
+
+
+def _by_type(table: Table) -> tuple[list[OpTypeTotal], list[str]]:
+    """The per-type totals of the graph's ops, and the runtime's own rows left out of them."""
     rows = []
     left_out = []
     for row in table.rows:
@@ -191,9 +214,7 @@ def _by_type(table: Table, warnings: list[str]) -> list[OpTypeTotal]:
         total_ms = _value(row, table.columns, "avg ms")
         rows.append(OpTypeTotal(op_type=row[0], count=int(count),
                                 total_us=total_ms * 1000.0 if total_ms is not None else None, share=None))
-    if left_out and not any(w.startswith("left out") for w in warnings):
-        warnings.append(f"left out rows that are the runtime's own work: {', '.join(dict.fromkeys(left_out))}")
-    return rows
+    return rows, list(dict.fromkeys(left_out))
 
 
 def not_delegated(profile: Optional[OpProfile]) -> Optional[list[NodeRef]]:

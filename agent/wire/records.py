@@ -14,7 +14,13 @@ import msgspec
 
 Variant = Literal["fp32", "fp16", "dynamic", "int8"]
 Status = Literal["ok", "failed"]
-# A cell whose invokes vary more than this (std / mean) is reported as unstable.
+# A cell whose single invokes spread more than this (interquartile range over the median) is
+# reported as unstable. Measured on a quiet 2-core x86-64 host (the example models, 140 cells):
+# median 4.6 %, 90th percentile 7.1 %, one cell above 12 %; two-thread cells sharing the cores with
+# one or two busy processes: 14 of 30 above 12 %, up to 120 % (docs/contract.md, "Judgments").
+UNSTABLE_SPREAD = 0.12
+# The rule for cells stored before `stability` existed: std / mean over this was reported as
+# unstable. One preemption among many invokes trips it, so new cells are judged on the spread.
 UNSTABLE_CV = 0.10
 
 
@@ -57,7 +63,7 @@ class LatencyStats(Record, kw_only=True):
     """Steady-state latency of single invokes, in microseconds.
 
     Every figure is null when the source did not give it: a `benchmark_model` log may
-    print only an average, and prints p5, median and p95 at most (never p90 or p99).
+    print only an average, and prints p5, median and p95 at most (never p25, p75, p90 or p99).
     """
 
     count: Optional[int] = None
@@ -70,6 +76,15 @@ class LatencyStats(Record, kw_only=True):
     p99: Optional[float] = None
     p5: Optional[float] = None
     p95: Optional[float] = None
+    p25: Optional[float] = None
+    p75: Optional[float] = None
+
+    @property
+    def cv(self) -> Optional[float]:
+        """The coefficient of variation (std / mean), or None when either is unknown or the mean is zero."""
+        if self.std is None or not self.mean:
+            return None
+        return self.std / self.mean
 
     @property
     def centre(self) -> Optional[float]:
@@ -80,6 +95,60 @@ class LatencyStats(Record, kw_only=True):
     def centre_is_mean(self) -> bool:
         """True when `centre` is a mean because the source printed no median."""
         return self.p50 is None and self.mean is not None
+
+
+class Stability(Record, kw_only=True):
+    """Whether one figure can stand for a cell's single invokes, and what decided it.
+
+    `spread` is the interquartile range over the median, (p75 - p25) / p50: robust, so that a
+    few preemptions among many invokes leave it alone where they inflate `cv` (std / mean, the
+    cell's own `cv`). `unstable` is `spread` over `threshold`. `spread_low` and `spread_high`
+    bound `spread` (95 %, from order statistics that take invokes as independent; bursts of
+    interference are not, so the true uncertainty is wider), null where only printed figures
+    are known. Where no quartiles were measured or printed, `spread` and `unstable` are null.
+    `reason` says in one line why the cell is unstable, or what is missing to tell; else null.
+    A busy neighbour that preempts for whole time slices stretches few of many short invokes:
+    it shows in `cv` and the tail (and in `device_state.cpu_wait_share`), not in `spread`.
+    """
+
+    spread: Optional[float]
+    cv: Optional[float]
+    unstable: Optional[bool]
+    reason: Optional[str] = None
+    threshold: float = UNSTABLE_SPREAD
+    spread_low: Optional[float] = None
+    spread_high: Optional[float] = None
+
+    @property
+    def warning(self) -> Optional[str]:
+        """The cell's warning line when it is unstable, else None."""
+        return f"unstable: {self.reason}" if self.unstable else None
+
+
+def judge_stability(latency: LatencyStats, bounds: Optional[tuple[float, float]] = None) -> Stability:
+    """The stability of a cell from its latency figures, measured or printed; `bounds` is the
+    interval of the spread where the invokes themselves are known (agent.stats.spread_bounds)."""
+    missing = [name for name in ("p25", "p50", "p75") if getattr(latency, name) is None]
+    if missing or not latency.p50:
+        what = f"no {', '.join(missing)}" if missing else "a zero median"
+        return Stability(spread=None, cv=latency.cv, unstable=None,
+                         reason=f"the source gives {what}: the spread of single invokes is unknown")
+    spread = (latency.p75 - latency.p25) / latency.p50
+    low, high = bounds if bounds is not None else (None, None)
+    unstable = spread > UNSTABLE_SPREAD
+    return Stability(spread=spread, cv=latency.cv, unstable=unstable, spread_low=low, spread_high=high,
+                     reason=_unstable_reason(spread, low, high, latency.count) if unstable else None)
+
+
+def _unstable_reason(spread: float, low: Optional[float], high: Optional[float], count: Optional[int]) -> str:
+    """`interquartile spread 14.2% of the median exceeds 10% (95 % interval ...)`: the figure, the
+    threshold, and how sure the judgment is."""
+    line = f"interquartile spread {spread:.1%} of the median exceeds {UNSTABLE_SPREAD:.0%}"
+    invokes = f"{count:,} invokes" if count is not None else "invokes"
+    if low is None or high is None:
+        return f"{line} ({invokes})"
+    doubt = "" if low > UNSTABLE_SPREAD else ", so it may not"
+    return f"{line} (95 % interval {low:.1%} to {high:.1%} over {invokes}{doubt})"
 
 
 class MemoryMB(Record, kw_only=True):
@@ -181,6 +250,12 @@ class OpNode(Record, kw_only=True):
     `ran_on` is the delegate that executed it (`xnnpack`, `gpu`, ...), `cpu` for the
     interpreter's own kernels, null when unknown. `share` is its fraction of the summed
     node time.
+
+    `runtime` marks a row of the runtime's own work that a profiler prints among the
+    nodes (LiteRT's buffer registration and sync, AllocateTensors): part of the invoke,
+    so in the summed time and the reconciliation, but no op of the graph, so outside
+    `by_type` and the slowest ops. Its `index` is its place in the profiler's run order
+    and its `ran_on` is null.
     """
 
     index: int
@@ -191,6 +266,7 @@ class OpNode(Record, kw_only=True):
     avg_us: Optional[float]
     p50_us: Optional[float]
     share: Optional[float]
+    runtime: bool = False
 
 
 class OpTypeTotal(Record, kw_only=True):
@@ -205,8 +281,9 @@ class OpTypeTotal(Record, kw_only=True):
 class OpProfile(Record, kw_only=True):
     """Where the time of one run goes, node by node and per op type.
 
-    `reconciled` is the summed node time per run over the cell's own p50 (null without
-    a p50): near 1 when the profile accounts for the whole invoke.
+    `reconciled` is the summed node time per run over the cell's own p50, or its mean where
+    the source printed no median (its warnings then say so); null without either. Near 1
+    when the profile accounts for the whole invoke.
     """
 
     method: str
@@ -278,6 +355,7 @@ class Cell(Record, kw_only=True):
     warmup: Optional[WarmupStats] = None
     latency_us: Optional[LatencyStats] = None
     cv: Optional[float] = None
+    stability: Optional[Stability] = None
     warnings: list[str] = []
     memory_mb: Optional[MemoryMB] = None
     accuracy: Optional[Accuracy] = None
@@ -287,6 +365,14 @@ class Cell(Record, kw_only=True):
     device_state: Optional[DeviceState] = None
     fingerprint: Optional[str] = None
     op_profile: Optional[OpProfile] = None
+
+    @property
+    def unstable(self) -> bool:
+        """True when the cell is reported as unstable: its `stability` says so, or, for a cell
+        stored before `stability` existed, its `cv` exceeds UNSTABLE_CV."""
+        if self.stability is not None:
+            return self.stability.unstable is True
+        return self.cv is not None and self.cv > UNSTABLE_CV
 
 
 class CpuPolicy(Record, kw_only=True):

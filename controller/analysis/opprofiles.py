@@ -15,8 +15,9 @@ TOP_NODES = 5
 
 
 def top_nodes(profile: OpProfile, count: int = TOP_NODES) -> list[OpNode]:
-    """The `count` nodes with the longest time per run (nodes without a time left out)."""
-    timed = [n for n in profile.nodes if n.avg_us is not None]
+    """The `count` ops of the graph with the longest time per run (nodes without a time, and
+    rows of the runtime's own work, left out)."""
+    timed = [n for n in profile.nodes if n.avg_us is not None and not n.runtime]
     return sorted(timed, key=lambda n: -n.avg_us)[:count]
 
 

@@ -9,12 +9,15 @@ INCONCLUSIVE when the data cannot tell).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Optional
 
 import numpy as np
 
+from controller.analysis.noise import BOUND_CONFIDENCE, MIN_RUNS, RunNoise
 from controller.records import Verdict
 
 # Fewer rounds than this on either side cannot separate a change from round-to-round noise.
@@ -119,12 +122,49 @@ def classify(change: Optional[Interval], threshold: float) -> Verdict:
 def judge(baseline: Sequence[float], candidate: Sequence[float], threshold: float,
           min_rounds: int = MIN_ROUNDS, bigger_is_worse: bool = True,
           confidence: float = CONFIDENCE, paired: bool = False) -> tuple[Verdict, Optional[Interval]]:
-    """Verdict and interval for one figure of one cell; INCONCLUSIVE with too few rounds.
+    """Verdict and interval for one figure of one cell; INCONCLUSIVE with too few rounds (and
+    then no interval: a handful of rounds would bound the change far too tightly).
 
     `paired`: baseline[i] and candidate[i] were measured back to back (latency only).
     """
     statistic = paired_ratio_change if paired else ratio_change if bigger_is_worse else difference_change
     change = statistic(baseline, candidate, confidence=confidence)
     if min(len(baseline), len(candidate)) < min_rounds:
-        return "INCONCLUSIVE", change
+        return "INCONCLUSIVE", None
     return classify(change, threshold), change
+
+
+def widen(change: Interval, run_sd: float, confidence: float = CONFIDENCE) -> Interval:
+    """`change` between two separately measured runs, with the noise between runs that neither
+    run's rounds can show: on the log scale each bound moves out, in quadrature, by z times the
+    standard deviation of the difference of two run values (`run_sd` times the root of 2)."""
+    extra = NormalDist().inv_cdf(0.5 + confidence / 2) * run_sd * math.sqrt(2)
+    centre, low, high = (math.log1p(v) for v in (change.estimate, change.low, change.high))
+    return Interval(change.estimate, math.expm1(centre - math.hypot(centre - low, extra)),
+                    math.expm1(centre + math.hypot(high - centre, extra)))
+
+
+def judge_runs(baseline: Sequence[float], candidate: Sequence[float], threshold: float, noise: Optional[RunNoise],
+               min_rounds: int = MIN_ROUNDS, confidence: float = CONFIDENCE,
+               history_runs: int = 0) -> tuple[Verdict, Optional[Interval], str]:
+    """Verdict, interval and the reason for a latency figure of two separately measured runs.
+
+    Their rounds show the noise within each run; the noise between runs comes from the cell's
+    history (`noise`, its upper bound). Without it the data cannot decide: INCONCLUSIVE, with
+    what would decide. `history_runs` is how many runs the history held.
+    """
+    change = ratio_change(baseline, candidate, confidence=confidence)
+    if change is None:
+        return "INCONCLUSIVE", None, "no latency on one side"
+    rounds = min(len(baseline), len(candidate))
+    if rounds < min_rounds:
+        return "INCONCLUSIVE", None, (f"{rounds} round(s) on one side: a verdict needs {min_rounds} a side "
+                                      "(--rounds, or --more-rounds to measure them in one session)")
+    if noise is None:
+        return "INCONCLUSIVE", None, (
+            f"run-to-run noise unknown: the device's history holds {history_runs} run(s) of this cell, "
+            f"{MIN_RUNS} needed; compare in one session (`controller compare`, or `regress --more-rounds`)")
+    widened = widen(change, noise.upper, confidence)
+    return classify(widened, threshold), widened, (
+        f"interval widened by the run-to-run noise of {noise.runs} runs (±{noise.upper:.1%} a run, "
+        f"{BOUND_CONFIDENCE:.0%} upper bound)")

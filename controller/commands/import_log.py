@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
+
 from agent.formats.modelfile import ModelFormatError
+from agent.wire.text import printable
 from controller import models, validate
 from controller.commands import DB_HELP, open_results, print_error, print_json, stderr_console, stdout_console
-from controller.imported import UnknownThreads, import_log
+from controller.imported import ModelMismatch, UnknownThreads, import_log
 from controller.render.tables import results_table
 
 
@@ -21,6 +24,9 @@ def register(sub: argparse._SubParsersAction, name: str, help_text: str) -> None
     p.add_argument("--delegate", help="delegate name, when the log does not say (default: what the log says)")
     p.add_argument("--threads", type=int, help="thread count (default: read from the log's parameters)")
     p.add_argument("--tag", help="label for this run")
+    p.add_argument("--strict", action="store_true",
+                   help="store nothing (exit 2) when the log's own model file name or size is not --model's "
+                        "(default: store it with a warning)")
     p.add_argument("--db", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="print the run as one JSON document")
     p.set_defaults(func=main)
@@ -57,9 +63,15 @@ def main(args: argparse.Namespace) -> int:
         return error(f"{args.model}: {reason}")
     try:
         with open_results(args) as store:
-            report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag)
-    except (UnknownThreads, validate.DocumentError) as exc:
+            report = import_log(store, text, source, args.device, args.delegate, args.threads, args.tag,
+                                args.strict)
+    except (UnknownThreads, ModelMismatch, validate.DocumentError) as exc:
         return error(f"{args.file}: {exc}")
+    # What the log does not say, or says against the command line, is stored with the cell;
+    # the person importing it reads it here too.
+    for cell in report.cells:
+        for line in cell.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(printable(line))}", highlight=False, soft_wrap=True)
     if args.json:
         print_json(report)
         console.print(results_table(report))

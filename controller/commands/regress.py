@@ -8,6 +8,7 @@ import sys
 
 import msgspec
 
+from controller import history
 from controller.analysis import regress
 from controller.analysis.sequential import DEFAULT_BATCH, DEFAULT_MAX_DEVICE_SECONDS, Plan
 from controller.commands import (
@@ -51,8 +52,12 @@ def add_verdict_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-rounds", type=int, default=regress.MIN_ROUNDS,
                    help=f"rounds each side needs for a latency verdict (default {regress.MIN_ROUNDS})")
     _add_sequential_flags(p)
-    p.add_argument("--fail-on", choices=("regression", "never"), default="regression",
-                   help="exit 1 on a confirmed regression (default) or never")
+    p.add_argument("--fail-on", choices=("regression", "undecided", "never"), default="regression",
+                   help="exit 1 on a confirmed regression (default); `undecided` also exits 3 when a cell "
+                        "stayed INCONCLUSIVE; `never` exits 0")
+    p.add_argument("--fail-on-metric", type=metric_names, default=tuple(regress.METRICS), metavar="METRICS",
+                   help=f"metrics whose regression fails the check, e.g. latency,memory (default all: "
+                        f"{','.join(regress.METRICS)}); a candidate that fails to run always does")
     p.add_argument("--markdown", nargs="?", const="-", metavar="OUT.md",
                    help="also write a Markdown summary (to stdout without a path), e.g. for a CI job summary")
     p.add_argument("--junit", metavar="OUT.xml",
@@ -85,6 +90,15 @@ def model_percent(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected MODEL=PCT such as tiny.tflite=15%, got {text!r}") from None
 
 
+def metric_names(text: str) -> tuple[str, ...]:
+    """`latency,memory` as metric names (an argparse type): each one of `regress.METRICS`."""
+    names = tuple(name.strip() for name in text.split(","))
+    unknown = [name for name in names if name not in regress.METRICS]
+    if unknown or not all(names):
+        raise argparse.ArgumentTypeError(f"expected metrics from {','.join(regress.METRICS)}, got {text!r}")
+    return names
+
+
 def points(text: str) -> float:
     """Top-1 accuracy points from 0 to 100 (an argparse type)."""
     try:
@@ -108,7 +122,8 @@ def thresholds_from(args: argparse.Namespace) -> regress.Thresholds:
     when the sequential plan is out of range."""
     return regress.Thresholds(
         latency=args.threshold, memory=args.memory_threshold, accuracy=args.accuracy_threshold / 100,
-        per_model=dict(args.model_threshold), min_rounds=args.min_rounds, confidence=plan_from(args).confidence)
+        per_model=dict(args.model_threshold), min_rounds=args.min_rounds, confidence=plan_from(args).confidence,
+        fail_on_metric=args.fail_on_metric)
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -168,11 +183,13 @@ def main(args: argparse.Namespace) -> int:
             print_error(console, f"baseline and candidate are the same run ({baseline_id})")
             return 2
         baseline, candidate = store.load_run(baseline_id), store.load_run(candidate_id)
-        report = regress.compare(baseline, candidate, thresholds)
+        values = history.run_values(store, baseline_id)
+        report = regress.compare(baseline, candidate, thresholds, values)
         if plan.more_rounds:
             from controller import sessions  # the run engine, only when measuring more
 
-            report = sessions.follow_up(report, baseline, candidate, plan, thresholds, store)
+            report = sessions.follow_up(report, baseline, candidate, plan, thresholds, store,
+                                        history=values)
         store.record_check(candidate_id, baseline_id, report.regressed, msgspec.json.encode(report).decode())
     if not candidate.complete:
         console.print(f"[yellow]warning:[/yellow] candidate run {candidate_id} is incomplete")
@@ -202,4 +219,18 @@ def show(report: RegressReport, args: argparse.Namespace) -> int:
     (console if args.json or markdown_out else stdout_console()).print(regress_table(report))
     if args.markdown == "-":
         (sys.stdout if markdown_out else sys.stderr).write(regress_markdown(report))
-    return 1 if report.regressed and args.fail_on == "regression" else 0
+    return exit_status(report, args.fail_on, console)
+
+
+def exit_status(report: RegressReport, fail_on: str, console) -> int:
+    """The contract's status: 2 when nothing was compared, 1 on a confirmed regression (of a metric
+    `--fail-on-metric` allows), 3 with `--fail-on undecided` when a cell stayed INCONCLUSIVE."""
+    if report.baseline is not None and not report.cells:
+        print_error(console, f"runs {report.baseline} and {report.candidate} share no cell (device, model, delegate "
+                             "and threads): nothing was compared")
+        return 2
+    if fail_on == "never":
+        return 0
+    if report.regressed:
+        return 1
+    return 3 if fail_on == "undecided" and report.counts.get("INCONCLUSIVE", 0) else 0

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from controller.records import RegressReport
+from controller.render.format import verdict_label
 from controller.render.junit import case_name, describe
 
 
@@ -31,6 +32,6 @@ def lines(report: RegressReport) -> list[str]:
     for cell in report.cells:
         kind = {"REGRESSION": "error", "INCONCLUSIVE": "warning"}.get(cell.verdict)
         if kind:
-            title = _property(f"{cell.verdict} {cell.device} {case_name(cell)}")
+            title = _property(f"{verdict_label(cell)} {cell.device} {case_name(cell)}")
             out.append(f"::{kind} title={title}::{_escape(describe(cell))}")
     return out

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import Optional
 
 from controller.records import CellComparison, FigureChange, RegressReport
+from controller.render.format import change_text, verdict_label
 
 
 def case_name(cell: CellComparison) -> str:
@@ -18,20 +19,25 @@ def case_name(cell: CellComparison) -> str:
     return f"{cell.model} {cell.delegate} x{cell.threads}"
 
 
-def _figure(name: str, figure: Optional[FigureChange]) -> Optional[str]:
+def _figure(name: str, metric: str, figure: Optional[FigureChange]) -> Optional[str]:
     if figure is None or figure.change is None:
         return None
     bounds = "" if figure.low is None else f" [{figure.low:+.1%}, {figure.high:+.1%}]"
+    reason = f"; {figure.reason}" if figure.reason else ""
     return (f"{name} {figure.verdict}: {figure.baseline:g} -> {figure.candidate:g} "
-            f"({figure.change:+.1%}{bounds}, threshold {figure.threshold:.0%}, rounds {figure.rounds[0]}/"
-            f"{figure.rounds[1]})")
+            f"({change_text(metric, figure)}{bounds}, threshold {figure.threshold:.0%}, rounds {figure.rounds[0]}/"
+            f"{figure.rounds[1]}{reason})")
 
 
 def describe(cell: CellComparison) -> str:
-    """What was found, one figure a line: the message and body of a failure or skip."""
-    lines = [_figure("latency p50 (us)", cell.latency_p50), _figure("peak memory (MB)", cell.memory_peak),
-             _figure("top-1", cell.accuracy_top1), *(f"note: {flag}" for flag in cell.flags)]
-    return "\n".join(line for line in lines if line) or cell.verdict
+    """What was found: the verdict and the metrics that made it, then one figure a line (the
+    message and body of a failure or skip)."""
+    lines = [verdict_label(cell), _figure("latency p50 (us)", "latency_p50", cell.latency_p50),
+             _figure("peak memory (MB)", "memory_peak", cell.memory_peak),
+             _figure("top-1", "accuracy_top1", cell.accuracy_top1),
+             _figure("nodes left to the CPU", "delegate_coverage", cell.delegate_coverage),
+             *(f"note: {flag}" for flag in cell.flags)]
+    return "\n".join(line for line in lines if line)
 
 
 def to_xml(report: RegressReport) -> str:
@@ -53,7 +59,7 @@ def to_xml(report: RegressReport) -> str:
         if cell.verdict == "REGRESSION":
             ET.SubElement(case, "failure", type="REGRESSION", message=text.splitlines()[0]).text = text
         elif cell.verdict == "INCONCLUSIVE":
-            ET.SubElement(case, "skipped", message=f"INCONCLUSIVE: {text.splitlines()[0]}").text = text
+            ET.SubElement(case, "skipped", message=text.splitlines()[0]).text = text
         else:
             ET.SubElement(case, "system-out").text = text
     ET.indent(root)

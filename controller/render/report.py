@@ -16,7 +16,8 @@ from controller.analysis import opprofiles
 from controller.analysis.stats import key_text
 from controller.history import CellHistory, History
 from controller.records import RunReport, to_builtins
-from controller.render.format import format_mb, format_us
+from controller.render.format import format_us, interval_text, verdict_label
+from controller.render.tables import centre_text, peak_text, spread_and_count
 
 
 def _flatten(value: object, prefix: str, out: dict[str, object]) -> dict[str, object]:
@@ -54,20 +55,22 @@ def write_csv(run: RunReport, out: io.TextIOBase) -> None:
 
 
 def _cell_rows(run: RunReport) -> list[list[str]]:
+    """One row per cell as the terminal table gives it: a mean marked `(mean)` where the source
+    printed no median, a footprint marked `(growth)`, `ok (unstable)` in the status."""
     rows = []
     for c in sorted(run.cells, key=lambda c: (c.device, c.model, c.delegate or "", c.threads, c.round)):
         latency = c.latency_us
         rows.append([c.device, c.model, c.variant or "-", c.delegate or "-", str(c.threads), str(c.round),
-                     format_us(latency.p50 if latency else None), format_us(latency.p90 if latency else None),
-                     format_us(c.init_ms * 1000 if c.init_ms is not None else None),
-                     format_mb(c.memory_mb.peak_rss if c.memory_mb else None),
+                     centre_text(c), format_us(latency.p90 if latency else None),
+                     *spread_and_count(c), format_us(c.init_ms * 1000 if c.init_ms is not None else None),
+                     peak_text(c),
                      f"{c.accuracy.top1:.1%}" if c.accuracy else "-",
-                     "ok" if c.status == "ok" else f"failed: {c.error}"])
+                     ("ok (unstable)" if c.unstable else "ok") if c.status == "ok" else f"failed: {c.error}"])
     return rows
 
 
-CELL_HEADER = ["device", "model", "variant", "delegate", "threads", "round", "p50", "p90", "init", "peak MB",
-               "top-1", "status"]
+CELL_HEADER = ["device", "model", "variant", "delegate", "threads", "round", "p50", "p90", "spread", "n", "init",
+               "peak MB", "top-1", "status"]
 
 
 VERDICT_HEADER = ["verdict", "cell", "p50 baseline → candidate", "change [CI]", "rounds", "disturbed",
@@ -87,10 +90,9 @@ def _verdict_rows(history: History) -> list[list[str]]:
         found = check.get(cell.key)
         latency = found.latency_p50 if found else None
         rows.append([
-            found.verdict if found else "not checked", key_text(cell.key),
+            verdict_label(found) if found else "not checked", key_text(cell.key),
             f"{format_us(latency.baseline)} → {format_us(latency.candidate)}" if latency else "-",
-            f"{latency.change:+.1%} [{latency.low:+.1%}, {latency.high:+.1%}]"
-            if latency and latency.change is not None else "-",
+            interval_text(latency),
             f"{latency.rounds[0]}/{latency.rounds[1]}" if latency else "-",
             f"{found.disturbed_rounds[0]}/{found.disturbed_rounds[1]}" if found else "-",
             _step_text(cell), "; ".join(found.flags) if found else ""])
@@ -145,15 +147,15 @@ def render_html(history: History) -> str:
     from controller.render import plots  # matplotlib, only for the HTML page
 
     run = history.run
-    figures = [
+    charts = [
         ("Latency trend", plots.latency_trend(history.runs, history.regressed, history.cells)),
         ("Latency distribution", plots.latency_distribution(run)),
         ("Thread scaling", plots.thread_scaling(run)),
-        ("Variants: latency, accuracy and size", plots.variant_tradeoff(run.variants)),
+        ("Variants side by side", plots.variant_tradeoff(run.variants)),
     ]
-    sections = [f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
-                f"src=\"data:image/png;base64,{base64.b64encode(png).decode()}\">"
-                for title, png in figures if png is not None]
+    sections = [f"<h2>{html.escape(title)}</h2><figure>{_img(title, chart.png())}"
+                f"<figcaption>{html.escape(chart.caption)}</figcaption></figure>"
+                for title, chart in charts if chart is not None]
     meta = ", ".join(f"{k}={v}" for k, v in run.meta.items())
     summary = (f"started {run.started_at}, finished {run.finished_at or '-'}"
                f"{'' if run.complete else ' (INCOMPLETE)'}; {len(run.cells)} cells, "
@@ -162,7 +164,8 @@ def render_html(history: History) -> str:
     errors = "".join(f"<li>{html.escape(e)}</li>" for e in run.errors)
     style = ("body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f0f0f0}"
-             "img{max-width:100%;border:1px solid #eee}.warn{color:#a40}"
+             "img{max-width:100%;border:1px solid #eee}.warn{color:#a40}figure{margin:0 0 1em 0}"
+             "figcaption{font-size:13px;color:#444;max-width:1296px;margin-top:4px}"
              ".fallback{color:#fff;background:#e8710a;padding:4px 8px;display:inline-block}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(_title(run))}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(_title(run))}</h1>"

@@ -8,12 +8,12 @@ from typing import Optional
 from rich.markup import escape
 from rich.table import Table
 
-from agent.wire.records import UNSTABLE_CV, Cell
+from agent.wire.records import Cell
 from agent.wire.text import printable
-from controller.analysis import opprofiles, steps
+from controller.analysis import noise, opprofiles, steps
 from controller.history import HistoryReport, StepFound
 from controller.records import VERDICTS, CellComparison, FamilyComparison, FigureChange, RegressReport, RunReport
-from controller.render.format import format_fraction, format_mb, format_us
+from controller.render.format import format_fraction, format_mb, format_us, interval_text, verdict_label
 
 
 def sort_key(cell: Cell) -> tuple:
@@ -34,7 +34,7 @@ def results_table(report: RunReport) -> Table:
         table.add_column("round", justify="right")
     accuracy = any(c.accuracy for c in report.cells)
     agreement = any(c.output_diff for c in report.cells)
-    for name in ("p50", "p90", "init", "peak MB", *(["top-1"] if accuracy else []),
+    for name in ("p50", "p90", "spread", "n", "init", "peak MB", *(["top-1"] if accuracy else []),
                  *(["agree", "max |Δ|"] if agreement else []), "status"):
         table.add_column(name, justify="right" if name != "status" else "left")
     for cell in sorted(report.cells, key=sort_key):
@@ -44,10 +44,11 @@ def results_table(report: RunReport) -> Table:
         if many_rounds:
             row.append(str(cell.round))
         row += [
-            format_us(latency.p50 if latency else None),
+            centre_text(cell),
             format_us(latency.p90 if latency else None),
+            *spread_and_count(cell),
             format_us(cell.init_ms * 1000 if cell.init_ms is not None else None),
-            format_mb(cell.memory_mb.peak_rss if cell.memory_mb else None),
+            peak_text(cell),
         ]
         if accuracy:
             row.append(format_fraction(cell.accuracy.top1 if cell.accuracy else None))
@@ -58,6 +59,23 @@ def results_table(report: RunReport) -> Table:
         row.append(_status(cell))
         table.add_row(*row)
     return table
+
+
+def centre_text(cell: Cell) -> str:
+    """The p50 column: the median, or the mean marked as one where the source printed no median."""
+    latency = cell.latency_us
+    if latency is None or latency.centre is None:
+        return "-"
+    return format_us(latency.centre) + (" (mean)" if latency.centre_is_mean else "")
+
+
+def peak_text(cell: Cell) -> str:
+    """The peak memory column: the peak RSS, or where only a log's footprint was printed, its
+    growth from the tool's start to the peak (`memory_mb.overall`), marked as growth."""
+    memory = cell.memory_mb
+    if memory is not None and memory.peak_rss is None and memory.overall is not None:
+        return format_mb(memory.overall) + " (growth)"
+    return format_mb(memory.peak_rss if memory else None)
 
 
 def top_ops_tables(report: RunReport) -> list[Table]:
@@ -95,10 +113,18 @@ def top_ops_tables(report: RunReport) -> list[Table]:
     return [table]
 
 
+def spread_and_count(cell: Cell) -> tuple[str, str]:
+    """The interquartile spread of single invokes as a percentage of the median, and how many
+    invokes were timed; `-` where unknown."""
+    spread = cell.stability.spread if cell.stability else None
+    count = cell.latency_us.count if cell.latency_us else None
+    return format_fraction(spread), "-" if count is None else f"{count:,}"
+
+
 def _status(cell: Cell) -> str:
     if cell.status != "ok":
         return f"[red]failed[/red]: {escape(printable(cell.error or ''))}"
-    unstable = cell.cv is not None and cell.cv > UNSTABLE_CV
+    unstable = cell.unstable
     parity = cell.preprocess_parity is not None and not cell.preprocess_parity.ok
     state = cell.device_state
     throttled = state is not None and state.throttled
@@ -138,9 +164,18 @@ _STYLE = {"REGRESSION": "bold red", "IMPROVEMENT": "green", "NO CHANGE": "", "IN
 def _change(figure: Optional[FigureChange], percent: bool = True) -> str:
     if figure is None or figure.change is None:
         return "-"
-    if percent:
-        return f"{figure.change:+.1%} [{figure.low:+.1%}, {figure.high:+.1%}]"
-    return f"{-figure.change * 100:+.1f} pt"
+    return interval_text(figure) if percent else f"{-figure.change * 100:+.1f} pt"
+
+
+def _latency_verdict(figure: FigureChange) -> str:
+    """Latency's own verdict beside its change."""
+    return f"{figure.verdict}: {_change(figure)}"
+
+
+def _notes(cell: CellComparison) -> str:
+    """The cell's flags, and what would decide an undecided latency."""
+    reason = cell.latency_p50.reason if cell.latency_p50.verdict == "INCONCLUSIVE" else None
+    return "; ".join([*cell.flags, *([reason] if reason else [])])
 
 
 def _latency(figure: FigureChange) -> str:
@@ -157,6 +192,18 @@ def _memory(figure: Optional[FigureChange]) -> str:
 def _rows(report: RegressReport) -> list[CellComparison]:
     order = {verdict: i for i, verdict in enumerate(VERDICTS)}
     return sorted(report.cells, key=lambda c: (order[c.verdict], c.device, c.model, c.delegate or "", c.threads))
+
+
+def headline(report: RegressReport) -> str:
+    """What the check found, in a few words, undecided cells never passed over."""
+    if report.baseline is None:
+        return "no baseline yet"
+    if not report.cells:
+        return "no shared cells: nothing was compared"
+    undecided = report.counts.get("INCONCLUSIVE", 0)
+    found = "regression found" if report.regressed else "no regression confirmed"
+    return f"{found}, {undecided} of {len(report.cells)} cell(s) undecided" if undecided else (
+        found if report.regressed else "no regression")
 
 
 def _summary(report: RegressReport) -> str:
@@ -183,34 +230,36 @@ def _change_heading(report: RegressReport) -> str:
 
 def regress_table(report: RegressReport) -> Table:
     """The comparison as a terminal table, regressions first."""
-    table = Table(title="regression check", caption=_summary(report))
-    for name in ("verdict", "device", "model", "delegate", "threads", "p50", _change_heading(report), "rounds",
-                 "peak memory", "top-1", "notes"):
+    table = Table(title=f"regression check: {headline(report)}", caption=_summary(report))
+    for name in ("verdict", "device", "model", "delegate", "threads", "p50", f"latency {_change_heading(report)}",
+                 "rounds", "peak memory", "top-1", "notes"):
         table.add_column(name)
     for cell in _rows(report):
         latency = cell.latency_p50
+        label = escape(verdict_label(cell))
         table.add_row(
-            f"[{_STYLE[cell.verdict]}]{cell.verdict}[/]" if _STYLE[cell.verdict] else cell.verdict,
+            f"[{_STYLE[cell.verdict]}]{label}[/]" if _STYLE[cell.verdict] else label,
             cell.device, cell.model, cell.delegate or "-", str(cell.threads), _latency(latency),
-            _change(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
+            _latency_verdict(latency), f"{latency.rounds[0]}/{latency.rounds[1]}",
             _memory(cell.memory_peak),
-            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags))
+            _change(cell.accuracy_top1, percent=False), escape(_notes(cell)))
     return table
 
 
 def regress_markdown(report: RegressReport) -> str:
     """The comparison as Markdown for a CI job summary."""
-    head = "## edgebench: " + ("regression found" if report.regressed else "no regression") + "\n\n"
+    head = f"## edgebench: {headline(report)}\n\n"
     lines = [head + _summary(report) + "\n",
-             f"| verdict | device | model | delegate | threads | p50 | {_change_heading(report)} | peak memory "
-             "| top-1 | notes |",
+             f"| verdict | device | model | delegate | threads | p50 | latency {_change_heading(report)} "
+             "| peak memory | top-1 | notes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for cell in _rows(report):
-        verdict = f"**{cell.verdict}**" if cell.verdict == "REGRESSION" else cell.verdict
+        label = verdict_label(cell)
+        verdict = f"**{label}**" if cell.verdict == "REGRESSION" else label
         lines.append(" | ".join([
             f"| {verdict}", cell.device, f"`{cell.model}`", cell.delegate or "-", str(cell.threads),
-            _latency(cell.latency_p50), _change(cell.latency_p50), _memory(cell.memory_peak),
-            _change(cell.accuracy_top1, percent=False), "; ".join(cell.flags) + " |"]))
+            _latency(cell.latency_p50), _latency_verdict(cell.latency_p50), _memory(cell.memory_peak),
+            _change(cell.accuracy_top1, percent=False), _notes(cell) + " |"]))
     for title, keys in (("Only in the baseline", report.only_in_baseline),
                         ("Only in the candidate", report.only_in_candidate)):
         if keys:
@@ -228,12 +277,16 @@ def history_table(report: HistoryReport) -> Table:
     """One row per cell: runs, first and latest value, steps found."""
     scope = f"tag {report.tag}" if report.tag else "all tags"
     table = Table(title=f"history: {report.runs} run(s), {scope}",
-                  caption=f"steps: binary segmentation on run medians, at least {report.min_effect:.0%}, "
-                          f"segments of {steps.MIN_SEGMENT}+ runs, permutation p <= {steps.ALPHA}")
-    for name in ("device", "model", "delegate", "threads", "runs", "first p50", "latest p50", "steps"):
+                  caption=f"steps: binary segmentation on run values (each run's noise at least its rounds'), "
+                          f"at least {report.min_effect:.0%}, segments of {steps.MIN_SEGMENT}+ runs, t-test p <= "
+                          f"{steps.ALPHA} over the positions tried; run-to-run noise: one run's spread "
+                          f"({noise.BOUND_CONFIDENCE:.0%} upper bound), from {noise.MIN_RUNS}+ runs")
+    for name in ("device", "model", "delegate", "threads", "runs", "first p50", "latest p50", "run-to-run noise",
+                 "steps"):
         table.add_column(name)
     for cell in report.cells:
+        spread = f"±{cell.noise.upper:.1%} ({cell.noise.runs} runs)" if cell.noise else "unknown (too few runs)"
         table.add_row(cell.device, cell.model, cell.delegate, str(cell.threads), str(len(cell.points)),
-                      format_us(cell.points[0].p50_us), format_us(cell.points[-1].p50_us),
+                      format_us(cell.points[0].p50_us), format_us(cell.points[-1].p50_us), spread,
                       "\n".join(map(step_text, cell.steps)) or "-")
     return table

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from agent import stats
+from agent.wire.records import judge_stability
 
 
 def test_latency_stats_match_numpy_in_microseconds():
@@ -15,6 +16,9 @@ def test_latency_stats_match_numpy_in_microseconds():
     assert result.p50 == pytest.approx(3.0)
     assert result.p90 == pytest.approx(np.percentile(us, 90))
     assert result.p99 == pytest.approx(np.percentile(us, 99))
+    for q in (5, 25, 75, 95):
+        assert getattr(result, f"p{q}") == pytest.approx(np.percentile(us, q))
+    assert result.p5 <= result.p25 <= result.p50 <= result.p75 <= result.p95
 
 
 def test_no_samples_no_stats():
@@ -24,6 +28,6 @@ def test_no_samples_no_stats():
 def test_stable_cell_has_no_warning_and_unstable_cell_has_one():
     steady = stats.latency_stats([1000, 1010, 990, 1005])
     noisy = stats.latency_stats([1000, 3000, 1000, 5000])
-    assert stats.stability_warning(stats.coefficient_of_variation(steady)) is None
-    warning = stats.stability_warning(stats.coefficient_of_variation(noisy))
+    assert judge_stability(steady).warning is None
+    warning = judge_stability(noisy).warning
     assert warning is not None and "unstable" in warning

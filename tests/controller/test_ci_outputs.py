@@ -18,8 +18,12 @@ def store_pair(db) -> None:
         rounds([700, 700, 700], model="o.tflite")
     cand = rounds([1200, 1190, 1210]) + rounds([500, 499, 501], model="n.tflite") + \
         [cell(700, 0, model="o.tflite"), cell(900, 1, model="o.tflite", throttled=True)]
+    # Ten quiet nights before them: the history the run-to-run noise is read from.
+    nights = [(f"night-{n}", rounds([1000 + n % 3, 1000, 1001]) + rounds([500, 501, 500 - n % 2], model="n.tflite")
+               + rounds([700, 700, 701], model="o.tflite"), f"2025-12-{20 + n:02d}T00:00:00+00:00")
+              for n in range(10)]
     with open_store(db) as store:
-        for run_id, cells, started in (("base", base, "2026-01-01T00:00:00+00:00"),
+        for run_id, cells, started in (*nights, ("base", base, "2026-01-01T00:00:00+00:00"),
                                        ("cand", cand, "2026-01-02T00:00:00+00:00")):
             store.start_run(run_id, "nightly", started)
             for index, c in enumerate(cells):
@@ -54,7 +58,8 @@ def test_github_actions_gets_an_error_line_per_regressed_cell(tmp_path):
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("::error ")]
     warnings = [line for line in result.stderr.splitlines() if line.startswith("::warning ")]
-    assert len(errors) == 1 and errors[0].startswith("::error title=REGRESSION pi4 m.tflite xnnpack x4::")
+    assert len(errors) == 1
+    assert errors[0].startswith("::error title=REGRESSION (latency +20.0%25) pi4 m.tflite xnnpack x4::")
     assert len(warnings) == 1 and "o.tflite" in warnings[0]
     assert "latency p50 (us) REGRESSION: 1000 -> 1200 (+20.0%" in errors[0]
     assert result.stdout.count("\n") == 1  # stdout still carries only the JSON document

@@ -110,7 +110,8 @@ def test_transient_load_and_steal_are_left_out_and_counted_steady_load_is_not():
     assert disturbance.describe(counts) == "2 round(s): 1 other load, 1 CPU steal"
 
     quiet = [_round(1000 + i, i) for i in range(5)]
-    comparison = compare_cell(("pi4", "m.tflite", "xnnpack", 1), quiet, rounds, Thresholds())
+    comparison = compare_cell(("pi4", "m.tflite", "xnnpack", 1), quiet, rounds, Thresholds(),
+                              history=[1000 + (-1) ** i * (i % 3) for i in range(10)])
     assert comparison.disturbed_rounds == (0, 2) and comparison.verdict == "NO CHANGE"
     assert any(f.startswith("disturbed candidate 2 round(s)") for f in comparison.flags)
 

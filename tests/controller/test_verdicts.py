@@ -43,7 +43,7 @@ def test_bimodal_rounds_are_inconclusive_not_a_regression():
 def test_too_few_rounds_is_inconclusive_even_for_a_large_shift():
     verdict, change = judge([1000.0, 1001.0], [1500.0, 1502.0], threshold=0.05)
     assert verdict == "INCONCLUSIVE"
-    assert change.estimate == pytest.approx(0.5, abs=0.01)
+    assert change is None  # two rounds a side would bound the change far too tightly
 
 
 def test_threshold_decides_a_small_real_shift():

@@ -84,6 +84,8 @@ def test_nightly_sequence_flags_a_planted_slowdown_and_not_quiet_runs(tmp_path):
     assert (quiet["baseline"], quiet["candidate"]) == (first["run_id"], second["run_id"])
     assert status == 0 and not quiet["regressed"], quiet
     assert len(quiet["cells"]) == 1 and quiet["cells"][0]["verdict"] != "REGRESSION"
+    # Three more quiet nights: five runs of history say how much the cell moves by itself.
+    second = [nightly(db, models) for _ in range(3)][-1]
 
     plant(models, "slower_200")
     slow = nightly(db, models, "--meta", "commit=ccc333")
@@ -102,11 +104,12 @@ def test_nightly_sequence_flags_a_planted_slowdown_and_not_quiet_runs(tmp_path):
     markdown = controller("regress", "--baseline", second["run_id"], "--candidate", slow["run_id"], *THRESHOLD,
                           "--markdown", db=db)
     assert markdown.returncode == 1
-    assert "## edgebench: regression found" in markdown.stdout and "| **REGRESSION** |" in markdown.stdout
+    assert "## edgebench: regression found" in markdown.stdout and "| **REGRESSION (latency +" in markdown.stdout
 
     with open_store(db) as store:
         history = load_history(store, slow["run_id"])
-    assert [r.run_id for r in history.runs] == [first["run_id"], second["run_id"], slow["run_id"]]
+    assert history.runs[0].run_id == first["run_id"] and len(history.runs) == 6
+    assert history.runs[-2].run_id == second["run_id"] and history.runs[-1].run_id == slow["run_id"]
     assert history.regressed[slow["run_id"]] == {CELL}
 
     html, md, table = tmp_path / "report.html", tmp_path / "report.md", tmp_path / "cells.csv"
@@ -144,13 +147,16 @@ def test_shipped_nightly_script_first_night_then_quiet_then_regressed(tmp_path):
     assert "no baseline yet" in (out / "regress.md").read_text()
     second = night()
     assert second.returncode == 0, second.stderr + second.stdout
+    # Two runs cannot say how much nights differ by themselves: undecided, and said so.
     assert "## edgebench: no regression" in (out / "regress.md").read_text()
+    for _ in range(3):  # three more quiet nights of history
+        assert night().returncode == 0
     plant(models, "slower_200")
     third = night()
     assert third.returncode == 1, third.stderr + third.stdout
     assert "## edgebench: regression found" in (out / "regress.md").read_text()
     page = (out / "report.html").read_text()
-    assert "REGRESSION" in page and "3 run(s) of history" in page
+    assert "REGRESSION" in page and "6 run(s) of history" in page
 
 
 def test_report_and_history_name_a_planted_step(tmp_path):

@@ -65,7 +65,8 @@ def test_the_partial_paste_keeps_every_printed_figure_and_invents_none(tmp_path)
     assert result.returncode == 0, result.stderr
     (cell,) = json.loads(result.stdout)["cells"]
     assert cell["latency_us"] == {"count": 50, "min": 247067.0, "max": 254474.0, "mean": 249684.0, "std": 1442.0,
-                                  "p50": None, "p90": None, "p99": None, "p5": None, "p95": None}
+                                  "p50": None, "p90": None, "p99": None, "p5": None, "p95": None,
+                                  "p25": None, "p75": None}
     assert cell["delegate"] is None and cell["warmup"] == {"count": None, "mean_us": 304586.0}
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
         (stored,) = db.execute("SELECT cell FROM cells").fetchone()
