@@ -41,16 +41,6 @@ class HistoryPoint(msgspec.Struct, kw_only=True):
     round_p50_us: list[float] = []  # each undisturbed round's p50: how noisy the run value is
 
 
-class RunNoise(msgspec.Struct, kw_only=True):
-    """How much a cell's run value moves between runs by itself: the standard deviation of one
-    run's value on the log scale (0.05 is about 5 %), estimated and its upper bound (what
-    comparisons of two runs use), from `runs` runs."""
-
-    estimate: float
-    upper: float
-    runs: int
-
-
 class StepFound(msgspec.Struct, kw_only=True):
     """A level change in a cell's history: from the run `before_run_id` to the run `run_id`."""
 
@@ -74,7 +64,7 @@ class CellHistory(msgspec.Struct, kw_only=True):
     threads: int
     points: list[HistoryPoint]
     steps: list[StepFound] = []
-    noise: Optional[RunNoise] = None  # null with fewer runs than the estimate needs
+    noise: Optional[noise.RunNoise] = None  # null with fewer runs than the estimate needs
 
     @property
     def key(self) -> CellKey:
@@ -142,13 +132,11 @@ def histories(runs: Iterable[RunReport], keys: Optional[set[CellKey]] = None,
         points = series[key]
         device, model, delegate, threads = key
         values = [p.p50_us for p in points]
-        estimate = noise.run_noise(values)
         found.append(CellHistory(
             device=device, model=model, delegate=delegate, threads=threads, points=points,
             steps=[_step(points, s) for s in steps.find_steps(values, min_effect=min_effect,
                                                                rounds=[p.round_p50_us for p in points])],
-            noise=RunNoise(estimate=round(estimate.estimate, 4), upper=round(estimate.upper, 4), runs=estimate.runs)
-            if estimate else None))
+            noise=noise.run_noise(values)))
     return found
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Optional
 
+import msgspec
 import numpy as np
 
 # Fewer runs than this cannot say how a cell moves between runs.
@@ -29,10 +29,10 @@ BOUND_CONFIDENCE = 0.90
 _MAD_TO_SD = 1.4826
 
 
-@dataclass(frozen=True)
-class RunNoise:
+class RunNoise(msgspec.Struct, frozen=True, kw_only=True):
     """A cell's run-to-run noise: the standard deviation of one run's value (log scale, so
-    0.05 is about 5 %) as estimated, and its upper bound, from `runs` runs."""
+    0.05 is about 5 %) as estimated, and its upper bound (what comparisons of two runs use),
+    from `runs` runs. `controller history --json` shows it as is."""
 
     estimate: float
     upper: float
@@ -52,4 +52,4 @@ def run_noise(values: Sequence[float]) -> Optional[RunNoise]:
 
     freedom = changes.size
     upper = estimate * math.sqrt(freedom / stats.chi2.ppf(1 - BOUND_CONFIDENCE, freedom))
-    return RunNoise(estimate=estimate, upper=upper, runs=int(series.size))
+    return RunNoise(estimate=round(estimate, 4), upper=round(upper, 4), runs=int(series.size))

@@ -102,14 +102,13 @@ def _across_runs(baseline: list[float], candidate: list[float], threshold: float
                  history: Sequence[float]) -> FigureChange:
     """Latency of two separately measured runs, judged with the run-to-run noise of `history`
     (the cell's earlier run values, oldest first)."""
-    verdict, change, reason = judge_runs(baseline, candidate, threshold, run_noise(history), thresholds.min_rounds,
-                                         thresholds.confidence, history_runs=len(history))
-    estimate = median_or_none(candidate) / median_or_none(baseline) - 1 if baseline and candidate else None
+    verdict, estimate, interval, reason = judge_runs(baseline, candidate, threshold, run_noise(history),
+                                                     thresholds.min_rounds, thresholds.confidence,
+                                                     history_runs=len(history))
     return FigureChange(
         verdict=verdict, baseline=median_or_none(baseline), candidate=median_or_none(candidate),
-        change=change.estimate if change else estimate, low=change.low if change else None,
-        high=change.high if change else None, threshold=threshold,
-        rounds=(len(baseline), len(candidate)), reason=reason)
+        change=estimate, low=interval.low if interval else None, high=interval.high if interval else None,
+        threshold=threshold, rounds=(len(baseline), len(candidate)), reason=reason)
 
 
 def _coverage(baseline: list[Cell], candidate: list[Cell]) -> Optional[FigureChange]:

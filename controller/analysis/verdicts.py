@@ -146,25 +146,28 @@ def widen(change: Interval, run_sd: float, confidence: float = CONFIDENCE) -> In
 
 def judge_runs(baseline: Sequence[float], candidate: Sequence[float], threshold: float, noise: Optional[RunNoise],
                min_rounds: int = MIN_ROUNDS, confidence: float = CONFIDENCE,
-               history_runs: int = 0) -> tuple[Verdict, Optional[Interval], str]:
-    """Verdict, interval and the reason for a latency figure of two separately measured runs.
+               history_runs: int = 0) -> tuple[Verdict, Optional[float], Optional[Interval], str]:
+    """Verdict, estimate, interval and the reason for a latency figure of two separately
+    measured runs.
 
     Their rounds show the noise within each run; the noise between runs comes from the cell's
-    history (`noise`, its upper bound). Without it the data cannot decide: INCONCLUSIVE, with
-    what would decide. `history_runs` is how many runs the history held.
+    history (`noise`, its upper bound). Without it the data cannot decide: INCONCLUSIVE, the
+    estimate without an interval, and what would decide. `history_runs` is how many runs the
+    history held.
     """
     change = ratio_change(baseline, candidate, confidence=confidence)
     if change is None:
-        return "INCONCLUSIVE", None, "no latency on one side"
+        return "INCONCLUSIVE", None, None, "no latency on one side"
     rounds = min(len(baseline), len(candidate))
     if rounds < min_rounds:
-        return "INCONCLUSIVE", None, (f"{rounds} round(s) on one side: a verdict needs {min_rounds} a side "
-                                      "(--rounds, or --more-rounds to measure them in one session)")
+        return "INCONCLUSIVE", change.estimate, None, (
+            f"{rounds} round(s) on one side: a verdict needs {min_rounds} a side "
+            "(--rounds, or --more-rounds to measure them in one session)")
     if noise is None:
-        return "INCONCLUSIVE", None, (
+        return "INCONCLUSIVE", change.estimate, None, (
             f"run-to-run noise unknown: the device's history holds {history_runs} run(s) of this cell, "
             f"{MIN_RUNS} needed; compare in one session (`controller compare`, or `regress --more-rounds`)")
     widened = widen(change, noise.upper, confidence)
-    return classify(widened, threshold), widened, (
+    return classify(widened, threshold), change.estimate, widened, (
         f"interval widened by the run-to-run noise of {noise.runs} runs (±{noise.upper:.1%} a run, "
         f"{BOUND_CONFIDENCE:.0%} upper bound)")

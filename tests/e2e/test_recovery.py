@@ -3,6 +3,7 @@ job, a results database that goes away mid-run. Real processes, a real PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -169,17 +171,24 @@ def test_job_timeout_must_be_a_positive_number(tmp_path):
 
 # -- a results database that goes away -----------------------------------------------------------
 
-def test_a_database_down_for_good_loses_nothing_and_resume_stores_it(own_postgres):
-    url = own_postgres.create_database("gone")
-    log = locations.local_agent_dir() / "agent.log"
-    run = start_run(*MATRIX, "--db", url, "--json", env={"EDGEBENCH_DB_RECONNECT_S": "2"})
+@contextlib.contextmanager
+def run_losing_its_database(server, url: str, reconnect_s: float) -> Iterator[subprocess.Popen]:
+    """A run whose PostgreSQL server stops once the run's first cell is measured (killed if the
+    test leaves it running)."""
+    run = start_run(*MATRIX, "--db", url, "--json", env={"EDGEBENCH_DB_RECONNECT_S": str(reconnect_s)})
     try:
-        wait_for_file_line(log, r"^INFO job \S+ cell 0 \S+ xnnpack x1: ok")
-        own_postgres.halt()
-        out, err = run.communicate(timeout=300)
+        wait_for_file_line(locations.local_agent_dir() / "agent.log", r"^INFO job \S+ cell 0 \S+ xnnpack x1: ok")
+        server.halt()
+        yield run
     finally:
         if run.poll() is None:
             run.kill()
+
+
+def test_a_database_down_for_good_loses_nothing_and_resume_stores_it(own_postgres):
+    url = own_postgres.create_database("gone")
+    with run_losing_its_database(own_postgres, url, reconnect_s=2) as run:
+        out, err = run.communicate(timeout=300)
     assert run.returncode == 2, err.decode()
     doc = json.loads(out)
     assert "could not reconnect within 2 s" in doc["store_problem"], doc["store_problem"]
@@ -195,19 +204,12 @@ def test_a_database_down_for_good_loses_nothing_and_resume_stores_it(own_postgre
 
 def test_a_database_back_within_the_bound_is_not_noticed(own_postgres):
     url = own_postgres.create_database("back")
-    log = locations.local_agent_dir() / "agent.log"
-    run = start_run(*MATRIX, "--db", url, "--json", env={"EDGEBENCH_DB_RECONNECT_S": "120"})
-    try:
-        wait_for_file_line(log, r"^INFO job \S+ cell 0 \S+ xnnpack x1: ok")
-        own_postgres.halt()
+    with run_losing_its_database(own_postgres, url, reconnect_s=120) as run:
         # Started again once the controller is seen waiting for it.
         while "connection lost" not in (line := read_line(run.stderr, 120)):
             assert line, "the controller never said it lost the database"
         own_postgres.start_again()
         out, err = run.communicate(timeout=300)
-    finally:
-        if run.poll() is None:
-            run.kill()
     assert run.returncode == 0, err.decode()
     doc = json.loads(out)
     assert doc["complete"] is True and doc["store_problem"] is None
